@@ -1,0 +1,62 @@
+"""The contract every stack backend fulfils, whatever starts the services.
+
+A stack is the running system under test. Its services can be paused, resumed, killed, started
+and restarted one by one; the stack as a whole can be healed (undo every fault) and reset (empty
+every store between examples). Abilities a backend lacks raise
+:class:`~chaos_model.errors.UnsupportedFault` rather than pretending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    database_url: str
+    nats_url: str
+    nats_monitor_url: str
+    api_url: str
+    llm_url: str
+    webhook_secret: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "database_url": self.database_url,
+            "nats_url": self.nats_url,
+            "nats_monitor_url": self.nats_monitor_url,
+            "api_url": self.api_url,
+            "llm_url": self.llm_url,
+        }
+
+
+@runtime_checkable
+class Service(Protocol):
+    name: str
+
+    def is_running(self) -> bool: ...
+    def is_paused(self) -> bool: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def kill(self) -> None: ...
+    def start(self) -> None: ...
+    def restart(self) -> None: ...
+    def wait_ready(self, timeout: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class Stack(Protocol):
+    backend: str
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+    @property
+    def services(self) -> Mapping[str, Service]: ...
+    def heal(self) -> list[str]: ...
+    def reset(self) -> float: ...
+    def stop(self) -> None: ...
+
+
+SERVICE_ORDER = ("postgres", "nats", "llm", "api", "worker")

@@ -1,0 +1,534 @@
+"""The embedded local backend: the whole reference pipeline as local processes, no Docker.
+
+``LocalStack`` creates a temporary directory and starts, on free loopback ports, its own
+PostgreSQL cluster (initdb, fsync on), its own nats-server with JetStream (file store in that
+directory), the LLM stub, the API and the worker, each a supervised subprocess with its log in
+``<dir>/logs``. It is a context manager: on exit, on an exception, on SIGINT and on SIGTERM it
+stops everything and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+from nats.aio.client import Client as NatsClient
+
+from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.stack._base import SERVICE_ORDER, Endpoints
+from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
+from chaos_model.stack._control import ControlLoop
+from chaos_model.stack._process import ManagedProcess
+from pipeline_app.failpoints import FailpointFile
+
+READY_TIMEOUT = 20.0
+STREAM = "pipeline"
+DURABLE = "pipeline-worker"
+WEBHOOK_SECRET = "chaos-model-local-secret"
+RESET_SQL = (
+    "DELETE FROM knowledge; DELETE FROM events; DELETE FROM messages;"
+    " DELETE FROM telegram_updates; DELETE FROM processed; DELETE FROM attempts;"
+    " DELETE FROM outbox;"
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _service_user() -> str | None:
+    """PostgreSQL refuses to run as root: use the ``postgres`` account then."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError as error:
+        raise StackError(
+            "running as root and no 'postgres' user exists; PostgreSQL refuses to run as root:"
+            " create one (`useradd --system postgres`) or run as a normal user"
+        ) from error
+    return "postgres"
+
+
+class LocalService:
+    """One service of the local stack: a managed process plus its readiness probe."""
+
+    def __init__(
+        self,
+        name: str,
+        process: ManagedProcess,
+        probe: Callable[[], bool],
+        awaited: str,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.process = process
+        self._probe = probe
+        self._awaited = awaited
+        self._ready_timeout = ready_timeout
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def is_paused(self) -> bool:
+        return self.process.paused and self.process.is_running()
+
+    def pause(self) -> None:
+        self._require_running("pause")
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def start(self) -> None:
+        self.process.start()
+
+    def restart(self) -> None:
+        self.process.kill()
+        self.process.start()
+        self.wait_ready()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        seconds = self._ready_timeout if timeout is None else timeout
+
+        def ready() -> bool:
+            if not self.process.is_running():
+                raise StackError(f"{self.name} is not running")
+            return self._probe()
+
+        try:
+            wait_until(ready, timeout=seconds, what=self._awaited)
+        except WaitTimeout as error:
+            raise ServiceNotReady(
+                self.name, self._awaited, seconds, self.process.log_tail()
+            ) from error
+
+    def _require_running(self, action: str) -> None:
+        if not self.process.is_running():
+            raise StackError(f"cannot {action} {self.name}: it is not running")
+
+
+class LocalStack:
+    """The reference pipeline on local processes. Use as a context manager.
+
+    ``bugs`` switches on bug-zoo entries (see :mod:`pipeline_app.bugs`); ``keep_dir`` leaves the
+    temporary directory (logs, data) in place after stop.
+    """
+
+    backend = "local"
+
+    def __init__(
+        self,
+        *,
+        bugs: tuple[str, ...] = (),
+        base_dir: str | os.PathLike[str] | None = None,
+        keep_dir: bool = False,
+        extra_env: Mapping[str, str] | None = None,
+        quiet: bool = True,
+    ) -> None:
+        self.bugs = bugs
+        self.keep_dir = keep_dir
+        self.quiet = quiet
+        self._extra_env = dict(extra_env or {})
+        self._base_dir = base_dir
+        self.dir = Path()
+        self._services: dict[str, LocalService] = {}
+        self._control: ControlLoop | None = None
+        self._pg_conn: asyncpg.Connection | None = None
+        self._nats: NatsClient | None = None
+        self._http = httpx.Client(timeout=2.0)
+        self._endpoints: Endpoints | None = None
+        self._started = False
+        self._previous_sigterm: Any = None
+        self.binaries: dict[str, Binary] = {}
+        self.start_seconds = 0.0
+
+    # ----------------------------------------------------------------- public surface
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise StackError("the stack is not started")
+        return self._endpoints
+
+    @property
+    def services(self) -> Mapping[str, LocalService]:
+        return self._services
+
+    @property
+    def failpoints(self) -> FailpointFile:
+        return FailpointFile(self.dir / "failpoints.json")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.dir / "logs"
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._started:
+            raise StackError("this LocalStack is already started")
+        began = time.monotonic()
+        self._started = True
+        self._install_sigterm_handler()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+
+    def heal(self) -> list[str]:
+        """Undo every fault: release failpoints, clear LLM faults, resume, restart. Wait ready."""
+        healed: list[str] = []
+        self.failpoints.disarm_all()
+        for name in SERVICE_ORDER:
+            service = self._services[name]
+            if service.process.paused:
+                service.resume()
+                healed.append(f"resumed {name}")
+        for name in SERVICE_ORDER:
+            service = self._services[name]
+            if not service.is_running():
+                if name == "postgres":
+                    self._clear_postgres_leftovers()
+                service.process.kill()  # reap any remnant of the tree
+                service.start()
+                healed.append(f"restarted {name}")
+        with contextlib.suppress(httpx.HTTPError):
+            if self._llm_fault_active():
+                healed.append("cleared LLM fault")
+            self._http.delete(f"{self.endpoints.llm_url}/control/fault")
+        for name in SERVICE_ORDER:
+            self._services[name].wait_ready()
+        return healed
+
+    def reset(self) -> float:
+        """Return to an empty, healthy pipeline between examples; return the seconds it took."""
+        began = time.monotonic()
+        self.heal()
+        self.failpoints.clear()
+        self._http.post(f"{self.endpoints.llm_url}/control/reset").raise_for_status()
+        assert self._control is not None
+        self._control.run(self._reset_stores(), timeout=10)
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        """Stop every service (healing first, so nothing stays frozen) and clean up."""
+        if self._control is not None:
+            with contextlib.suppress(Exception):
+                self._control.run(self._close_clients(), timeout=2)
+        for name in reversed(SERVICE_ORDER):
+            service = self._services.get(name)
+            if service is None:
+                continue
+            try:
+                if name == "postgres":
+                    service.process.stop(signal.SIGINT)  # fast shutdown
+                else:
+                    service.process.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                service.process.kill()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        self._http.close()
+        self._restore_sigterm_handler()
+        if not self.keep_dir and self.dir != Path() and self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_paths(self) -> dict[str, Path]:
+        return {name: service.process.log_path for name, service in self._services.items()}
+
+    # ----------------------------------------------------------------- start-up
+    def _start(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-", dir=self._base_dir))
+        self.dir.chmod(0o755)
+        self.log_dir.mkdir()
+        self.failpoints.clear()
+        user = _service_user()
+        pg_bin = find_postgres_bindir()
+        nats_bin = find_nats_server()
+        self.binaries = {"postgres": pg_bin, "nats-server": nats_bin}
+        self._control = ControlLoop()
+
+        ports = {name: free_port() for name in ("postgres", "nats", "nats_monitor", "llm", "api")}
+        self._endpoints = Endpoints(
+            database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
+            nats_url=f"nats://127.0.0.1:{ports['nats']}",
+            nats_monitor_url=f"http://127.0.0.1:{ports['nats_monitor']}",
+            api_url=f"http://127.0.0.1:{ports['api']}",
+            llm_url=f"http://127.0.0.1:{ports['llm']}",
+            webhook_secret=WEBHOOK_SECRET,
+        )
+
+        initdb = self._initdb(pg_bin, user)
+        self._services["nats"] = self._nats_service(nats_bin, ports)
+        self._services["nats"].start()
+        self._services["llm"] = self._python_service("llm", "pipeline_app.llm_stub", ports)
+        self._services["llm"].start()
+        if initdb.wait() != 0:
+            raise StackError(f"initdb failed; see {self.log_dir / 'initdb.log'}")
+        self._services["postgres"] = self._postgres_service(pg_bin, user, ports)
+        self._services["postgres"].start()
+        self._services["postgres"].wait_ready()
+        self._migrate()
+        self._services["api"] = self._python_service("api", "pipeline_app.api", ports)
+        self._services["worker"] = self._python_service("worker", "pipeline_app.worker", ports)
+        self._services["api"].start()
+        self._services["worker"].start()
+        for name in SERVICE_ORDER:
+            self._services[name].wait_ready()
+
+    def _initdb(self, pg_bin: Binary, user: str | None) -> subprocess.Popen[bytes]:
+        data = self.dir / "pgdata"
+        data.mkdir(mode=0o700)
+        if user is not None:
+            shutil.chown(data, user, user)
+        log = (self.log_dir / "initdb.log").open("wb")
+        with log:
+            return subprocess.Popen(
+                [
+                    str(pg_bin.path / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=user,
+                group=user,
+                start_new_session=True,
+            )
+
+    def _postgres_service(
+        self, pg_bin: Binary, user: str | None, ports: dict[str, int]
+    ) -> LocalService:
+        sockets = self.dir / "pgsock"
+        sockets.mkdir(exist_ok=True)
+        if user is not None:
+            shutil.chown(sockets, user, user)
+        argv = [
+            str(pg_bin.path / "postgres"),
+            "-D",
+            str(self.dir / "pgdata"),
+            "-p",
+            str(ports["postgres"]),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={sockets}",
+            "-c",
+            "fsync=on",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=32MB",
+            "-c",
+            "log_min_messages=warning",
+        ]
+        process = ManagedProcess(
+            "postgres", argv, log_path=self.log_dir / "postgres.log", user=user
+        )
+        return LocalService("postgres", process, self._probe_postgres, "SQL `select 1` to answer")
+
+    def _nats_service(self, nats_bin: Binary, ports: dict[str, int]) -> LocalService:
+        argv = [
+            str(nats_bin.path),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(ports["nats"]),
+            "-m",
+            str(ports["nats_monitor"]),
+            "-js",
+            "-sd",
+            str(self.dir / "jetstream"),
+            "--server_name",
+            "chaos-model-local",
+        ]
+        process = ManagedProcess("nats", argv, log_path=self.log_dir / "nats.log")
+        url = f"http://127.0.0.1:{ports['nats_monitor']}/healthz"
+        return LocalService("nats", process, lambda: self._http_ok(url), f"GET {url} to answer 200")
+
+    def _python_service(self, name: str, module: str, ports: dict[str, int]) -> LocalService:
+        env = self._pipeline_env(ports)
+        ready_file = self.dir / f"{name}.ready"
+        env["PIPELINE_READY_FILE"] = str(ready_file)
+        argv = [sys.executable, "-m", module]
+        if name == "llm":
+            argv += ["--port", str(ports["llm"])]
+        process = ManagedProcess(name, argv, log_path=self.log_dir / f"{name}.log", env=env)
+        if name == "llm":
+            url = f"{self.endpoints.llm_url}/health"
+            return LocalService(name, process, lambda: self._http_ok(url), f"GET {url}")
+        if name == "api":
+            url = f"{self.endpoints.api_url}/health/ready"
+            return LocalService(name, process, lambda: self._http_ok(url), f"GET {url} to be 200")
+        return LocalService(
+            name,
+            process,
+            lambda: ready_file.exists() and ready_file.read_text().strip() == str(process.pid),
+            f"the worker to write its pid to {ready_file} after subscribing",
+        )
+
+    def _pipeline_env(self, ports: dict[str, int]) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")}
+        env.update(
+            {
+                "PIPELINE_DATABASE_URL": self.endpoints.database_url,
+                "PIPELINE_NATS_URL": self.endpoints.nats_url,
+                "PIPELINE_LLM_URL": self.endpoints.llm_url,
+                "PIPELINE_API_HOST": "127.0.0.1",
+                "PIPELINE_API_PORT": str(ports["api"]),
+                "PIPELINE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "PIPELINE_FAILPOINTS_FILE": str(self.dir / "failpoints.json"),
+                "PIPELINE_BUGS": ",".join(self.bugs),
+                "PIPELINE_STREAM_NAME": STREAM,
+                "PIPELINE_DURABLE_NAME": DURABLE,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self._extra_env)
+        return env
+
+    def _migrate(self) -> None:
+        from pipeline_app.db import migrate
+
+        assert self._control is not None
+        env_bugs = os.environ.get("PIPELINE_BUGS")
+        os.environ["PIPELINE_BUGS"] = ",".join(self.bugs)
+        try:
+            from pipeline_app import bugs, settings
+
+            settings.get_settings.cache_clear()
+            bugs._active.cache_clear()
+            self._control.run(migrate(self.endpoints.database_url), timeout=30)
+        finally:
+            if env_bugs is None:
+                os.environ.pop("PIPELINE_BUGS", None)
+            else:
+                os.environ["PIPELINE_BUGS"] = env_bugs
+            settings.get_settings.cache_clear()
+            bugs._active.cache_clear()
+
+    # ----------------------------------------------------------------- probes and control
+    def _http_ok(self, url: str) -> bool:
+        try:
+            return self._http.get(url, timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _probe_postgres(self) -> bool:
+        assert self._control is not None
+
+        async def probe() -> bool:
+            conn = await asyncpg.connect(self.endpoints.database_url, timeout=0.5)
+            try:
+                return bool(await conn.fetchval("SELECT 1", timeout=0.5) == 1)
+            finally:
+                await conn.close()
+
+        return self._control.run(probe(), timeout=1.5)
+
+    def _llm_fault_active(self) -> bool:
+        stats = self._http.get(f"{self.endpoints.llm_url}/control/stats").json()
+        return stats.get("fault") is not None
+
+    def _clear_postgres_leftovers(self) -> None:
+        pid_file = self.dir / "pgdata" / "postmaster.pid"
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+
+    async def _pg(self) -> asyncpg.Connection:
+        if self._pg_conn is None or self._pg_conn.is_closed():
+            self._pg_conn = await asyncpg.connect(self.endpoints.database_url, timeout=2)
+        return self._pg_conn
+
+    async def _js_client(self) -> NatsClient:
+        if self._nats is None or not self._nats.is_connected:
+            if self._nats is not None:
+                with contextlib.suppress(Exception):
+                    await self._nats.close()
+            self._nats = await nats.connect(
+                self.endpoints.nats_url, connect_timeout=2, allow_reconnect=False
+            )
+        return self._nats
+
+    async def _reset_stores(self) -> None:
+        conn = await self._pg()
+        await conn.execute(RESET_SQL)
+        client = await self._js_client()
+        js = client.jetstream()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.purge_stream(STREAM)
+
+    async def _close_clients(self) -> None:
+        if self._pg_conn is not None:
+            self._pg_conn.terminate()
+        if self._nats is not None:
+            with contextlib.suppress(Exception):
+                await self._nats.close()
+
+    # ----------------------------------------------------------------- signals
+    def _install_sigterm_handler(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(128 + signum)
+
+        self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _restore_sigterm_handler(self) -> None:
+        if self._previous_sigterm is None:
+            return
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        self._previous_sigterm = None
+
+
+@contextlib.contextmanager
+def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
+    with LocalStack(**kwargs) as stack:
+        yield stack

@@ -1,0 +1,170 @@
+"""Deterministic failpoints: named places where a test can make a process crash, hang or fail.
+
+A failpoint is armed by writing ``{"name": {"action": "crash"|"hang"|"error", "count": N}}`` into
+the JSON file named by ``PIPELINE_FAILPOINTS_FILE`` (chaos-model does this through
+:class:`FailpointFile`). Each hit decrements ``count`` under a file lock and records the hit in
+``"hits"``; at zero the failpoint is disarmed. With no file configured, or an unchanged file,
+a check costs one ``stat`` call.
+
+Turning timing races ("the worker died after the LLM answered but before it committed") into
+reproducible steps is what lets shrinking produce a short, replayable program.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+Action = Literal["crash", "hang", "error"]
+
+KNOWN_FAILPOINTS: dict[str, str] = {
+    "api.webhook.after_commit_before_response": "the update is committed, the answer not sent",
+    "relay.after_publish_before_mark": "a task is published to NATS, its outbox row not marked",
+    "worker.save.after_commit_before_ack": "the message row is committed, the task not acked",
+    "worker.score.after_llm_before_commit": "the LLM answered, the score is not committed",
+    "worker.score.after_commit_before_ack": "the score is committed, the task not acked",
+    "worker.extract.after_llm_before_commit": "the LLM answered, the knowledge not committed",
+    "worker.extract.after_commit_before_ack": "the knowledge is committed, the task not acked",
+}
+
+HANG_POLL_SECONDS = 0.05
+
+
+class FailpointError(RuntimeError):
+    """Raised at a failpoint armed with the ``error`` action."""
+
+
+class FailpointFile:
+    """The shared JSON file through which failpoints are armed, hit and disarmed."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.path.touch(exist_ok=True)
+        with self.path.open("r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            text = handle.read()
+            state: dict[str, Any] = json.loads(text) if text.strip() else {}
+            state.setdefault("armed", {})
+            state.setdefault("hits", {})
+            state.setdefault("holding", [])
+            yield state
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(state, sort_keys=True))
+            handle.flush()
+
+    def arm(self, name: str, action: Action, count: int = 1) -> None:
+        if name not in KNOWN_FAILPOINTS:
+            raise ValueError(
+                f"unknown failpoint {name!r}; known: {', '.join(sorted(KNOWN_FAILPOINTS))}"
+            )
+        with self._locked() as state:
+            state["armed"][name] = {"action": action, "count": count}
+
+    def disarm_all(self) -> None:
+        """Disarm every failpoint and release every process hanging at one."""
+        with self._locked() as state:
+            state["armed"] = {}
+            state["holding"] = []
+
+    def clear(self) -> None:
+        with self._locked() as state:
+            state["armed"] = {}
+            state["hits"] = {}
+            state["holding"] = []
+
+    def take(self, name: str) -> Action | None:
+        """Consume one hit of ``name`` if armed; return its action."""
+        with self._locked() as state:
+            armed = state["armed"].get(name)
+            if armed is None:
+                return None
+            armed["count"] -= 1
+            if armed["count"] <= 0:
+                del state["armed"][name]
+            state["hits"][name] = state["hits"].get(name, 0) + 1
+            action: Action = armed["action"]
+            if action == "hang" and name not in state["holding"]:
+                state["holding"].append(name)
+            return action
+
+    def is_holding(self, name: str) -> bool:
+        with self._locked() as state:
+            return name in state["holding"]
+
+    def hits(self) -> dict[str, int]:
+        with self._locked() as state:
+            return dict(state["hits"])
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self._file: FailpointFile | None = None
+        self._signature: tuple[int, int] | None = None
+        self._maybe_armed = False
+
+    def configure(self, path: str) -> None:
+        self._file = FailpointFile(path) if path else None
+        self._signature = None
+        self._maybe_armed = False
+
+    def _might_be_armed(self, name: str) -> bool:
+        if self._file is None:
+            return False
+        try:
+            stat = os.stat(self._file.path)
+        except FileNotFoundError:
+            return False
+        signature = (stat.st_mtime_ns, stat.st_size)
+        if signature != self._signature:
+            self._signature = signature
+            try:
+                text = self._file.path.read_text()
+                self._maybe_armed = bool(json.loads(text or "{}").get("armed"))
+            except ValueError:
+                self._maybe_armed = True
+        return self._maybe_armed
+
+    def take(self, name: str) -> Action | None:
+        assert name in KNOWN_FAILPOINTS, name
+        if not self._might_be_armed(name) or self._file is None:
+            return None
+        return self._file.take(name)
+
+    def still_holding(self, name: str) -> bool:
+        return self._file is not None and self._file.is_holding(name)
+
+
+_checker = _Checker()
+
+
+def configure(path: str) -> None:
+    """Point this process at a failpoint file ('' disables failpoints)."""
+    _checker.configure(path)
+
+
+async def failpoint(name: str) -> None:
+    """Crash, hang or raise here if a test armed ``name``; otherwise return at once.
+
+    ``hang`` blocks this coroutine until :meth:`FailpointFile.disarm_all` releases it
+    (chaos-model does so on heal), which models a process stuck in a call.
+    """
+    action = _checker.take(name)
+    if action is None:
+        return
+    if action == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "error":
+        raise FailpointError(f"failpoint {name} fired")
+    while _checker.still_holding(name):  # noqa: ASYNC110 - the release comes from another process
+        await asyncio.sleep(HANG_POLL_SECONDS)

@@ -1,0 +1,185 @@
+"""The task chain: ``save_telegram_message`` -> ``score_message_task`` ->
+``extract_knowledge_from_messages_task``.
+
+Each task is acknowledged by hand, after its effect (or a retry) is committed; see
+:mod:`pipeline_app.stages` for the rules they share.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import asyncpg
+from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
+
+from pipeline_app.broker import build_broker
+from pipeline_app.db import create_pool, enqueue, insert_event
+from pipeline_app.failpoints import failpoint
+from pipeline_app.llm import LLMClient, LLMUnavailable
+from pipeline_app.settings import get_settings
+from pipeline_app.stages import EXTRACT, SAVE, SCORE, fail_message, mark_processed, run_stage
+
+settings = get_settings()
+broker = build_broker(settings, "pipeline")
+
+Ctx = Annotated[Context, TaskiqDepends()]
+
+
+@broker.on_event(TaskiqEvents.WORKER_STARTUP)
+async def _open_resources(state: TaskiqState) -> None:
+    state.pool = await create_pool(settings, min_size=0, max_size=settings.worker_concurrency + 2)
+    state.llm = LLMClient(settings)
+
+
+@broker.on_event(TaskiqEvents.WORKER_SHUTDOWN)
+async def _close_resources(state: TaskiqState) -> None:
+    await state.llm.close()
+    await state.pool.close()
+
+
+async def _ack(context: Context) -> None:
+    if context.is_ackable and not context.is_acked:
+        await context.ack()
+
+
+@broker.task(task_name=SAVE.task_name)
+async def save_telegram_message(update_id: int, context: Ctx) -> None:
+    """Turn an accepted Telegram update into a message (stage ``received``)."""
+    pool: asyncpg.Pool = context.state.pool
+
+    async def work(pool: asyncpg.Pool) -> None:
+        async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
+            if not await mark_processed(conn, SAVE, update_id):
+                return
+            payload = await conn.fetchval(
+                "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
+            )
+            if payload is None:
+                return
+            message = json.loads(payload)["message"]
+            message_id = await conn.fetchval(
+                "INSERT INTO messages (update_id, chat_id, tg_message_id, text)"
+                " VALUES ($1, $2, $3, $4) RETURNING id",
+                update_id,
+                message["chat"]["id"],
+                message["message_id"],
+                message.get("text") or "",
+            )
+            await insert_event(conn, message_id, "received")
+            await enqueue(conn, SCORE.task_name, SCORE.args(message_id))
+        await failpoint("worker.save.after_commit_before_ack")
+
+    async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
+        payload = await conn.fetchval(
+            "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
+        )
+        if payload is None:
+            return
+        message = json.loads(payload)["message"]
+        message_id = await conn.fetchval(
+            "INSERT INTO messages (update_id, chat_id, tg_message_id, text, stage, failure_reason)"
+            " VALUES ($1, $2, $3, $4, 'failed', $5) RETURNING id",
+            update_id,
+            message["chat"]["id"],
+            message["message_id"],
+            message.get("text") or "",
+            reason,
+        )
+        await insert_event(conn, message_id, "failed")
+
+    await run_stage(pool, settings, SAVE, update_id, work, dead_letter)
+    await _ack(context)
+
+
+async def _message_text(pool: asyncpg.Pool, message_id: int) -> str | None:
+    async with pool.acquire(timeout=settings.db_acquire_timeout) as conn:
+        text: str | None = await conn.fetchval(
+            "SELECT text FROM messages WHERE id = $1", message_id
+        )
+        return text
+
+
+@broker.task(task_name=SCORE.task_name)
+async def score_message_task(message_id: int, context: Ctx) -> None:
+    """Ask the LLM for a relevance score in [0, 1]; stage ``received`` -> ``scored``."""
+    pool: asyncpg.Pool = context.state.pool
+    llm: LLMClient = context.state.llm
+
+    async def work(pool: asyncpg.Pool) -> None:
+        text = await _message_text(pool, message_id)
+        if text is None:
+            return
+        answer = await llm.complete_json("score", message_id, text)
+        score = _valid_score(answer)
+        await failpoint("worker.score.after_llm_before_commit")
+        async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
+            if not await mark_processed(conn, SCORE, message_id):
+                return
+            moved = await conn.fetchval(
+                "UPDATE messages SET stage = 'scored', score = $2, updated_at = now()"
+                " WHERE id = $1 AND stage = 'received' RETURNING id",
+                message_id,
+                score,
+            )
+            if moved is None:
+                return
+            await insert_event(conn, message_id, "scored")
+            await enqueue(conn, EXTRACT.task_name, EXTRACT.args(message_id))
+        await failpoint("worker.score.after_commit_before_ack")
+
+    async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
+        await fail_message(conn, message_id, reason)
+
+    await run_stage(pool, settings, SCORE, message_id, work, dead_letter)
+    await _ack(context)
+
+
+@broker.task(task_name=EXTRACT.task_name)
+async def extract_knowledge_from_messages_task(message_id: int, context: Ctx) -> None:
+    """Ask the LLM for knowledge items and store them; stage ``scored`` -> ``extracted``."""
+    pool: asyncpg.Pool = context.state.pool
+    llm: LLMClient = context.state.llm
+
+    async def work(pool: asyncpg.Pool) -> None:
+        text = await _message_text(pool, message_id)
+        if text is None:
+            return
+        items = _valid_items(await llm.complete_json("extract", message_id, text))
+        await failpoint("worker.extract.after_llm_before_commit")
+        async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
+            if not await mark_processed(conn, EXTRACT, message_id):
+                return
+            moved = await conn.fetchval(
+                "UPDATE messages SET stage = 'extracted', updated_at = now()"
+                " WHERE id = $1 AND stage = 'scored' RETURNING id",
+                message_id,
+            )
+            if moved is None:
+                return
+            await conn.executemany(
+                "INSERT INTO knowledge (message_id, item_no, content) VALUES ($1, $2, $3)",
+                [(message_id, number, item) for number, item in enumerate(items)],
+            )
+            await insert_event(conn, message_id, "extracted")
+        await failpoint("worker.extract.after_commit_before_ack")
+
+    async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
+        await fail_message(conn, message_id, reason)
+
+    await run_stage(pool, settings, EXTRACT, message_id, work, dead_letter)
+    await _ack(context)
+
+
+def _valid_score(answer: dict[str, Any]) -> float:
+    score = answer.get("score")
+    if not isinstance(score, int | float) or not 0.0 <= float(score) <= 1.0:
+        raise LLMUnavailable(f"LLM gave an invalid score: {score!r}")
+    return float(score)
+
+
+def _valid_items(answer: dict[str, Any]) -> list[str]:
+    items = answer.get("items")
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise LLMUnavailable("LLM gave invalid knowledge items")
+    return items
