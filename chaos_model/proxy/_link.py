@@ -12,6 +12,7 @@ queue is drained, so byte order is always preserved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import random
 import socket
@@ -196,10 +197,12 @@ class _Pipe:
                 if self._queued <= _QUEUE_LOW:
                     self.src.resume("toxic-queue-full")
                 await self._through(tuple(self.runs), 0, data, arrived)
-        except Exception as exc:  # a toxic bug must not leave the connection hanging
+        except Exception as exc:  # noqa: BLE001 - a toxic bug must not hang the connection
             asyncio.get_running_loop().call_exception_handler(
-                {"message": f"toxic pipeline failed on link {self.conn.link.name!r}",
-                 "exception": exc}
+                {
+                    "message": f"toxic pipeline failed on link {self.conn.link.name!r}",
+                    "exception": exc,
+                }
             )
             self.conn.close("abort")
         finally:
@@ -325,10 +328,8 @@ class Connection:
             if how == "reset":
                 sock = transport.get_extra_info("socket")
                 if sock is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-                    except OSError:
-                        pass
             if how == "graceful":
                 transport.close()
             else:

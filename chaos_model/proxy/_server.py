@@ -56,9 +56,7 @@ class ProxyServer:
         except KeyError:
             raise NotFoundError(f"no link {name!r}") from None
 
-    async def add_link(
-        self, name: str, listen: str | Address, upstream: str | Address
-    ) -> Link:
+    async def add_link(self, name: str, listen: str | Address, upstream: str | Address) -> Link:
         """Create and start a link; ``listen`` port 0 picks a free port (see ``.port``).
 
         Addresses are ``"host:port"`` strings or ``(host, port)`` tuples; only loopback

@@ -30,11 +30,11 @@ import httpx
 import nats
 from nats.aio.client import Client as NatsClient
 
+from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.errors import ServiceNotReady, StackError
 from chaos_model.stack._base import SERVICE_ORDER, Endpoints
 from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
-from chaos_model.stack._control import ControlLoop
 from chaos_model.stack._process import ManagedProcess
 from pipeline_app.failpoints import FailpointFile
 

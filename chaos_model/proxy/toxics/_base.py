@@ -134,7 +134,9 @@ def toxic_from_dict(data: Mapping[str, Any]) -> Toxic:
     allowed = {f.name for f in fields(cls)} - _BASE_FIELDS
     extra = set(attrs) - allowed
     if extra:
-        raise ValueError(f"unknown attributes for {kind}: {sorted(extra)}; allowed: {sorted(allowed)}")
+        raise ValueError(
+            f"unknown attributes for {kind}: {sorted(extra)}; allowed: {sorted(allowed)}"
+        )
     kwargs: dict[str, Any] = dict(attrs)
     for key in ("name", "stream", "toxicity"):
         if key in data:

@@ -28,3 +28,11 @@ class ControlLoop:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Start ``coro`` on the loop without waiting for it."""
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop

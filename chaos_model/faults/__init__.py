@@ -1,0 +1,21 @@
+"""Faults as data. Each module holds one fault and registers it by ``kind``."""
+
+from chaos_model.faults._base import REGISTRY, Fault, fault_from_json
+from chaos_model.faults.failpoint import ArmFailpoint
+from chaos_model.faults.kill import KillService
+from chaos_model.faults.llm import LLMFault
+from chaos_model.faults.noop import NoFault
+from chaos_model.faults.pause import PauseService
+from chaos_model.faults.terminate_connections import TerminateConnections
+
+__all__ = [
+    "REGISTRY",
+    "ArmFailpoint",
+    "Fault",
+    "KillService",
+    "LLMFault",
+    "NoFault",
+    "PauseService",
+    "TerminateConnections",
+    "fault_from_json",
+]

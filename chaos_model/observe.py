@@ -1,0 +1,65 @@
+"""What the model observes of the system: database snapshots and dashboard feeds.
+
+These are plain data, so invariants can be tested on synthetic observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STAGES = ("received", "scored", "extracted", "failed")
+TERMINAL = frozenset({"extracted", "failed"})
+_NEXT: dict[str, frozenset[str]] = {
+    "received": frozenset({"scored", "failed"}),
+    "scored": frozenset({"extracted", "failed"}),
+    "extracted": frozenset(),
+    "failed": frozenset(),
+}
+
+
+def is_forward(before: str, after: str) -> bool:
+    """True if a message may move from stage ``before`` to ``after`` (staying counts)."""
+    if before == after:
+        return True
+    if before in TERMINAL:
+        return False
+    if after == "failed":
+        return True
+    return STAGES.index(after) > STAGES.index(before) and after in STAGES[:3]
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    update_id: int
+    stage: str
+    score: float | None
+    failure_reason: str | None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: int
+    message_id: int
+    stage: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The stored state of the pipeline at one moment."""
+
+    messages: tuple[MessageRow, ...] = ()
+    knowledge: tuple[tuple[int, int], ...] = ()  # (message_id, item_no)
+    attempts: tuple[tuple[str, int, int], ...] = ()  # (stage, key, count)
+    update_ids: frozenset[int] = frozenset()  # the webhook's inbox
+    events: tuple[EventRow, ...] = ()
+
+
+@dataclass
+class FeedObservation:
+    """What one dashboard WebSocket client saw, and whether it resumed after a drop."""
+
+    name: str
+    events: list[EventRow] = field(default_factory=list)
+    resumed: bool = False
+    connected: bool = False
