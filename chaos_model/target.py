@@ -147,8 +147,10 @@ class PipelineTarget:
         except httpx.HTTPError as error:
             self.history.complete(op, "info", error=type(error).__name__)
             return DirectResult(None, type(error).__name__)
-        kind = "ok" if response.is_success else "fail"
-        self.history.complete(op, kind, error=None if kind == "ok" else str(response.status_code))
+        if response.is_success:
+            self.history.complete(op, "ok")
+        else:
+            self.history.complete(op, "fail", error=str(response.status_code))
         return DirectResult(response.status_code)
 
     def read_back(self) -> DirectResult:
@@ -243,7 +245,7 @@ class PipelineTarget:
                 self.stack.endpoints.nats_url, connect_timeout=1, allow_reconnect=False
             )
         info = await self._nats.jetstream().consumer_info(STREAM, DURABLE)
-        return info.num_pending == 0 and info.num_ack_pending == 0
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
     def wait_feeds_caught_up(self, deadline: float) -> None:
         """Reconnect dropped feeds (resuming) and wait until each has seen every stored event."""

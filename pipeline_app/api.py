@@ -129,7 +129,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _store_update(svc: Services, update: Update, raw: dict[str, Any]) -> bool:
+def _reject_constant(name: str) -> Any:
+    """``NaN``/``Infinity`` are not JSON (RFC 8259) and PostgreSQL's jsonb refuses them."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+async def _store_update(svc: Services, update: Update, payload: str) -> bool:
     """Commit the update and its outbox row; return False if it was already stored."""
     assert update.message is not None
     async with (
@@ -141,7 +146,7 @@ async def _store_update(svc: Services, update: Update, raw: dict[str, Any]) -> b
             " ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
             update.update_id,
             update.message.chat.id,
-            json.dumps(raw),
+            payload,
         )
         if inserted is None and not bug("no_update_dedup"):
             return False
@@ -160,9 +165,11 @@ async def telegram_webhook(request: Request) -> Response:
     except BodyTooLarge:
         return _error(413, f"body larger than {svc.settings.max_body_bytes} bytes")
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         return _error(400, "body is not valid JSON")
+    except RecursionError:
+        return _error(400, "body is nested too deeply")
     try:
         update = Update.model_validate(raw)
     except ValidationError as error:
@@ -171,11 +178,15 @@ async def telegram_webhook(request: Request) -> Response:
         return _error(422, f"not a Telegram Update: {where}: {first['msg']}")
     if update.message is None:
         return JSONResponse({"ok": True, "stored": False})
+    try:
+        payload = json.dumps(raw)
+    except RecursionError:
+        return _error(400, "body is nested too deeply")
     attempts = 2  # a pooled connection may have died with a PostgreSQL restart: retry once
     for attempt in range(attempts):
         try:
             stored = await asyncio.wait_for(
-                _store_update(svc, update, raw), svc.settings.webhook_deadline / attempts
+                _store_update(svc, update, payload), svc.settings.webhook_deadline / attempts
             )
             break
         except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError) as error:
@@ -183,6 +194,10 @@ async def telegram_webhook(request: Request) -> Response:
                 return _unavailable(error)
         except TRANSIENT_DB_ERRORS as error:
             return _unavailable(error)
+        except asyncpg.DataError as error:
+            # PostgreSQL cannot store it (a NUL character, a lone surrogate): the update is
+            # malformed, and a retry from Telegram would fail the same way.
+            return _error(422, f"update cannot be stored: {type(error).__name__}")
     await failpoints.failpoint("api.webhook.after_commit_before_response")
     return JSONResponse({"ok": True, "stored": stored})
 

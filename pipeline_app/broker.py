@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from taskiq import AckableMessage, BrokerMessage
+from taskiq import AckableMessage, AsyncBroker, BrokerMessage
 from taskiq_nats import NatsBroker, PullBasedJetStreamBroker
 
 from pipeline_app.bugs import bug
@@ -72,7 +72,9 @@ class PipelineBroker(PullBasedJetStreamBroker):
         if self.is_worker_process:
             await super().startup()
             return
-        await super(PullBasedJetStreamBroker, self).startup()  # AsyncBroker.startup
+        # AsyncBroker.startup itself: BaseJetStreamBroker.startup (next in the MRO) would connect
+        # a second time and create a consumer, and two read loops on one client break it.
+        await AsyncBroker.startup(self)
         await self.client.connect(self.servers, **self.connection_kwargs)
         self.js = self.client.jetstream()
         await self._add_or_reuse_stream()

@@ -92,7 +92,7 @@ def backoff(settings: Settings, attempt: int, retry_after: float | None) -> floa
     delay *= random.uniform(0.8, 1.2)
     if retry_after is not None:
         delay = max(delay, min(retry_after, 10.0))
-    return delay
+    return float(delay)
 
 
 Work = Callable[[asyncpg.Pool], Awaitable[None]]

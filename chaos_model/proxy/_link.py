@@ -19,7 +19,7 @@ import socket
 import struct
 from collections import deque
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .toxics import CloseMode, Stream, Toxic, ToxicRun
 
@@ -110,8 +110,7 @@ class _Side(asyncio.Protocol):
             self.transport.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.conn.side_made(self)
 
     def data_received(self, data: bytes) -> None:

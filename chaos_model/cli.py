@@ -1,0 +1,218 @@
+"""The ``chaos-model`` command line.
+
+Exit codes: 0 no invariant violated, 1 an invariant was violated, 2 a usage error (one line on
+stderr, never a traceback), 3 the stack could not be started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_STACK = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m`` or ``1h`` as seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 90s, 10m, 1h)")
+    value = float(match.group(1))
+    return value * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from chaos_model.config import ALL_FAULT_KINDS
+    from pipeline_app.bugs import KNOWN_BUGS
+
+    parser = _Parser(prog="chaos-model", description=__doc__.splitlines()[0].strip('"` .'))
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the chaos model against a fresh local stack")
+    run.add_argument("--examples", type=_positive, default=30, help="examples (default 30)")
+    run.add_argument("--steps", type=_positive, default=20, help="steps per example (default 20)")
+    run.add_argument("--seed", type=int, default=None, help="reproduce a run's choices")
+    run.add_argument(
+        "--max-time", type=parse_duration, default=parse_duration("2m"), help="e.g. 2m (default)"
+    )
+    run.add_argument(
+        "--faults",
+        default=",".join(ALL_FAULT_KINDS),
+        help=f"fault kinds to use, comma-separated (default all: {','.join(ALL_FAULT_KINDS)})",
+    )
+    run.add_argument("--max-concurrent-faults", type=_positive, default=2)
+    run.add_argument(
+        "--bug",
+        action="append",
+        default=[],
+        choices=sorted(KNOWN_BUGS),
+        metavar="NAME",
+        help="switch on a known bug in the reference pipeline (repeatable)",
+    )
+    run.add_argument("--replays", type=int, default=3, help="replays of a found failure")
+    run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
+    run.add_argument("--no-database", action="store_true", help="ignore Hypothesis's database")
+    run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
+
+    replay = commands.add_parser("replay", help="replay a saved failing program on a fresh stack")
+    replay.add_argument("file", type=Path, help="steps.json or the folder that holds it")
+    replay.add_argument("--times", type=_positive, default=1, help="replays (default 1)")
+    replay.add_argument("--bug", action="append", default=[], choices=sorted(KNOWN_BUGS))
+
+    commands.add_parser("invariants", help="print every invariant with its statement")
+
+    stack = commands.add_parser("stack", help="manage the embedded local stack")
+    stack_commands = stack.add_subparsers(dest="stack_command", required=True, parser_class=_Parser)
+    up = stack_commands.add_parser("up", help="start the stack in the foreground until Ctrl-C")
+    up.add_argument("--bug", action="append", default=[], choices=sorted(KNOWN_BUGS))
+    up.add_argument("--keep", action="store_true", help="keep the data folder after stop")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "invariants":
+            return _invariants()
+        if args.command == "run":
+            return _run(args)
+        if args.command == "replay":
+            return _replay(args)
+        return _stack_up(args)
+    except UsageError as error:
+        print(f"chaos-model: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nchaos-model: interrupted; every fault was healed and the stack stopped.")
+        return 130
+
+
+def _invariants() -> int:
+    from chaos_model.invariants import ALL
+
+    for invariant in ALL:
+        print(f"{invariant.name} ({invariant.kind})")
+        for line in invariant.statement().splitlines():
+            print(f"    {line}")
+        print()
+    return EXIT_OK
+
+
+def _start_stack(bugs: list[str], keep: bool = False):  # type: ignore[no-untyped-def]
+    from chaos_model.errors import StackError
+    from chaos_model.stack import LocalStack
+
+    stack = LocalStack(bugs=tuple(bugs), keep_dir=keep)
+    print("starting the local stack ...", file=sys.stderr, flush=True)
+    try:
+        stack.start()
+    except StackError as error:
+        print(f"chaos-model: the stack did not start: {error}", file=sys.stderr)
+        return None
+    print(
+        f"stack ready in {stack.start_seconds:.1f}s"
+        f" (postgres: {stack.binaries['postgres']}; nats-server: {stack.binaries['nats-server']})",
+        file=sys.stderr,
+        flush=True,
+    )
+    return stack
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chaos_model.config import ChaosConfig
+    from chaos_model.report import print_report
+    from chaos_model.runner import run
+
+    faults = tuple(kind.strip() for kind in args.faults.split(",") if kind.strip())
+    try:
+        config = ChaosConfig(
+            examples=args.examples,
+            steps=args.steps,
+            seed=args.seed,
+            max_time=args.max_time,
+            faults=faults,
+            max_concurrent_faults=args.max_concurrent_faults,
+            replays=args.replays,
+            failures_dir=args.failures_dir,
+            database=not args.no_database,
+            shrink=not args.no_shrink,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    stack = _start_stack(args.bug)
+    if stack is None:
+        return EXIT_STACK
+    with stack:
+        report = run(stack, config, log_dirs=stack.log_paths())
+    print_report(report, sys.stdout)
+    return EXIT_VIOLATION if report.failed else EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from chaos_model.replay import BadProgram, load_steps, replay
+
+    try:
+        steps = load_steps(args.file)
+    except BadProgram as error:
+        raise UsageError(str(error)) from error
+    stack = _start_stack(args.bug)
+    if stack is None:
+        return EXIT_STACK
+    failures = 0
+    with stack:
+        for attempt in range(1, args.times + 1):
+            outcome = replay(steps, stack)
+            failures += int(outcome.failed)
+            verdict = "FAILED" if outcome.failed else "passed"
+            print(f"replay {attempt}/{args.times}: {verdict}: {outcome.message}")
+    print(f"reproduced {failures} of {args.times}")
+    return EXIT_VIOLATION if failures else EXIT_OK
+
+
+def _stack_up(args: argparse.Namespace) -> int:
+    stack = _start_stack(args.bug, keep=args.keep)
+    if stack is None:
+        return EXIT_STACK
+    with stack:
+        for name, value in stack.endpoints.as_dict().items():
+            print(f"{name:18} {value}")
+        print(f"{'webhook_secret':18} {stack.endpoints.webhook_secret}")
+        print(f"{'logs':18} {stack.log_dir}")
+        print("press Ctrl-C to stop", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        print("stopping ...", flush=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Run configuration shared by the CLI, the pytest plugin and replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ALL_FAULT_KINDS = ("pause", "kill", "terminate_connections", "llm", "failpoint")
+
+
+@dataclass
+class ChaosConfig:
+    examples: int = 50
+    steps: int = 20
+    seed: int | None = None
+    max_time: float | None = None
+    faults: tuple[str, ...] = ALL_FAULT_KINDS
+    max_concurrent_faults: int = 2
+    chats: int = 3
+    quiescence_timeout: float = 60.0
+    recovery_bound: float = 15.0
+    replays: int = 3
+    failures_dir: Path = field(default_factory=lambda: Path("chaos-failures"))
+    database: bool = True
+    progress: bool = True
+    shrink: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.faults) - set(ALL_FAULT_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown fault kind(s) {', '.join(unknown)}; known: {', '.join(ALL_FAULT_KINDS)}"
+            )
+        if self.examples < 1 or self.steps < 1:
+            raise ValueError("examples and steps must be at least 1")
+        if self.max_concurrent_faults < 1:
+            raise ValueError("max concurrent faults must be at least 1")

@@ -1,0 +1,346 @@
+"""The chaos model: a Hypothesis state machine that drives a real stack.
+
+Operations (Telegram deliveries, forged and malformed requests, dashboard reads and feeds)
+interleave with faults (pauses, kills, dropped connections, LLM misbehaviour, failpoints). Safety
+invariants are checked after every step; at teardown every fault is healed, the system is given
+until it quiesces, and liveness invariants are checked. Every step is recorded so that a failing
+program can be saved and replayed outside Hypothesis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+
+from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.config import ChaosConfig
+from chaos_model.faults import (
+    ArmFailpoint,
+    Fault,
+    KillService,
+    LLMFault,
+    PauseService,
+    TerminateConnections,
+)
+from chaos_model.history import History
+from chaos_model.invariants import LIVENESS, SAFETY, CheckContext, ModelState, Result, Verdict
+from chaos_model.observe import Snapshot
+from chaos_model.recorder import RunRecorder
+from chaos_model.stack import Stack
+from chaos_model.target import PipelineTarget, telegram_update
+
+PAUSABLE = ("nats", "postgres", "worker")
+KILLABLE = ("nats", "postgres", "worker", "api")
+LLM_MODES = ("rate_limit", "error", "slow", "hang", "malformed")
+FAILPOINTS = (
+    "api.webhook.after_commit_before_response",
+    "relay.after_publish_before_mark",
+    "worker.save.after_commit_before_ack",
+    "worker.score.after_llm_before_commit",
+    "worker.score.after_commit_before_ack",
+    "worker.extract.after_llm_before_commit",
+    "worker.extract.after_commit_before_ack",
+)
+FEEDS = ("dashboard-a", "dashboard-b")
+MALFORMED_KINDS = ("not_json", "not_object", "missing_fields", "wrong_types", "oversized")
+FORGED_SECRET = "forged-secret"
+LONG_TEXT = "long message " * 300
+
+TEXTS = st.one_of(
+    st.just(""),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40),
+    st.sampled_from(["привет, мир", "日本語のテキスト", "emoji 🎉 party", LONG_TEXT]),
+)
+
+_update_ids = itertools.count(int(time.time() * 1000) % 10**12 * 1000)
+
+
+class SafetyViolation(AssertionError):
+    """A safety invariant failed after a step: stored data is wrong."""
+
+
+class LivenessViolation(AssertionError):
+    """A liveness invariant failed after heal and quiescence: the system did not get there."""
+
+
+def _failed(results: list[Result]) -> list[Result]:
+    return [result for result in results if result.verdict is Verdict.INVALID]
+
+
+class ChaosMachine(RuleBasedStateMachine):
+    """Drives ``stack`` (bound by :func:`bind`) through operations and faults."""
+
+    stack: ClassVar[Stack]
+    config: ClassVar[ChaosConfig]
+    recorder: ClassVar[RunRecorder]
+
+    updates = Bundle("updates")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorder.before_example()
+        reset_seconds = self.stack.reset()
+        self.history = History()
+        self.target = PipelineTarget(self.stack, self.history)
+        self.model = ModelState(max_attempts=self.target.max_attempts)
+        self.active: dict[str, Fault] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.delivered: list[int] = []
+        self.bodies: dict[int, dict[str, Any]] = {}
+        self.results: list[Result] = []
+        self.error: BaseException | None = None
+        self.recorder.example_started(reset_seconds)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record(self, rule_name: str, **args: Any) -> None:
+        self.steps.append({"rule": rule_name, "args": args})
+        self.recorder.step()
+
+    def _may_inject(self, kind: str) -> bool:
+        return kind in self.config.faults and len(self.active) < self.config.max_concurrent_faults
+
+    def _apply(self, key: str, fault: Fault) -> None:
+        self.recorder.fault_applied(fault.kind)
+        op = self.history.invoke("nemesis", "fault", fault.to_json())
+        try:
+            fault.apply(self.stack)
+        except BaseException as error:
+            self.history.complete(op, "info", error=repr(error))
+            raise
+        self.history.complete(op, "ok")
+        if not fault.instant:
+            self.active[key] = fault
+
+    def _heal(self, key: str) -> None:
+        fault = self.active.pop(key)
+        op = self.history.invoke("nemesis", "heal", fault.to_json())
+        fault.heal(self.stack)
+        self.history.complete(op, "ok")
+
+    # ------------------------------------------------------------------ operations
+    @rule(target=updates, chat=st.integers(min_value=0, max_value=2), text=TEXTS)
+    def deliver(self, chat: int, text: str) -> int:
+        self._record("deliver", chat=chat, text=text)
+        update_id = next(_update_ids)
+        update = telegram_update(update_id, 1000 + chat % self.config.chats, text)
+        self.bodies[update_id] = update
+        self.model.sent[update_id] = chat
+        self.delivered.append(update_id)
+        self.target.deliver(update)
+        return update_id
+
+    @rule(update=updates)
+    def redeliver(self, update: int) -> None:
+        self._record("redeliver", update=self.delivered.index(update))
+        self.target.deliver(self.bodies[update])
+
+    @rule(text=TEXTS)
+    def forged(self, text: str) -> None:
+        self._record("forged", text=text)
+        update_id = next(_update_ids)
+        self.model.rejected.add(update_id)
+        body = json.dumps(telegram_update(update_id, 1000, text)).encode()
+        result = self.target.send_direct(body, FORGED_SECRET, "attacker", "forged")
+        if result.status is not None and 200 <= result.status < 300:
+            raise SafetyViolation(f"a forged update was accepted with HTTP {result.status}")
+
+    @rule(kind=st.sampled_from(MALFORMED_KINDS))
+    def malformed(self, kind: str) -> None:
+        self._record("malformed", kind=kind)
+        update_id = next(_update_ids)
+        body = self._malformed_body(kind, update_id)
+        result = self.target.send_direct(body, self.stack.endpoints.webhook_secret, "client", kind)
+        if result.status is not None and not 400 <= result.status < 500 and result.status != 503:
+            raise SafetyViolation(f"a {kind} body was answered with HTTP {result.status}")
+
+    def _malformed_body(self, kind: str, update_id: int) -> bytes:
+        self.model.rejected.add(update_id)
+        valid = telegram_update(update_id, 1000, "malformed")
+        if kind == "not_json":
+            return b"\xff{update_id: " + str(update_id).encode()
+        if kind == "not_object":
+            return json.dumps([valid]).encode()
+        if kind == "missing_fields":
+            del valid["message"]["chat"]
+            return json.dumps(valid).encode()
+        if kind == "wrong_types":
+            valid["message"]["chat"]["id"] = "not a number"
+            return json.dumps(valid).encode()
+        valid["message"]["text"] = "x" * 70_000
+        return json.dumps(valid).encode()
+
+    @rule()
+    def read_back(self) -> None:
+        self._record("read_back")
+        self.target.read_back()
+
+    @rule(name=st.sampled_from(FEEDS))
+    def open_feed(self, name: str) -> None:
+        self._record("open_feed", name=name)
+        self.target.feed_open(name)
+
+    @precondition(lambda self: any(self.target.feed_alive(name) for name in FEEDS))
+    @rule(name=st.sampled_from(FEEDS))
+    def drop_feed(self, name: str) -> None:
+        self._record("drop_feed", name=name)
+        self.target.feed_drop(name)
+
+    # ------------------------------------------------------------------ faults
+    @precondition(lambda self: self._may_inject("pause"))
+    @rule(service=st.sampled_from(PAUSABLE))
+    def pause(self, service: str) -> None:
+        self._record("pause", service=service)
+        if service not in self.active:
+            self._apply(service, PauseService(service))
+
+    @precondition(lambda self: self._may_inject("kill"))
+    @rule(service=st.sampled_from(KILLABLE))
+    def kill(self, service: str) -> None:
+        self._record("kill", service=service)
+        if service not in self.active:
+            self._apply(service, KillService(service))
+
+    @precondition(
+        lambda self: "terminate_connections" in self.config.faults and "postgres" not in self.active
+    )
+    @rule()
+    def terminate_connections(self) -> None:
+        self._record("terminate_connections")
+        self._apply("terminate_connections", TerminateConnections())
+
+    @precondition(lambda self: self._may_inject("llm"))
+    @rule(
+        mode=st.sampled_from(LLM_MODES),
+        seconds=st.sampled_from([0.5, 1.0, 2.0, 3.0]),
+    )
+    def llm_fault(self, mode: str, seconds: float) -> None:
+        self._record("llm_fault", mode=mode, seconds=seconds)
+        if "llm" not in self.active:
+            self._apply("llm", LLMFault(mode, seconds=seconds))
+
+    @precondition(lambda self: self._may_inject("failpoint"))
+    @rule(name=st.sampled_from(FAILPOINTS), action=st.sampled_from(["crash", "hang"]))
+    def failpoint(self, name: str, action: str) -> None:
+        self._record("failpoint", name=name, action=action)
+        if "failpoint" not in self.active:
+            self._apply("failpoint", ArmFailpoint(name, action))
+
+    @precondition(lambda self: bool(self.active))
+    @rule(index=st.integers(min_value=0, max_value=7))
+    def heal_one(self, index: int) -> None:
+        self._record("heal_one", index=index)
+        keys = sorted(self.active)
+        self._heal(keys[index % len(keys)])
+
+    @precondition(lambda self: bool(self.active))
+    @rule()
+    def heal_all(self) -> None:
+        self._record("heal_all")
+        self._heal_everything()
+
+    def _heal_everything(self) -> None:
+        for key in sorted(self.active, reverse=True):
+            self._heal(key)
+        op = self.history.invoke("nemesis", "heal-all")
+        healed = self.stack.heal()
+        self.history.complete(op, "ok", value=healed)
+
+    # ------------------------------------------------------------------ invariants
+    def _snapshot(self) -> Snapshot | None:
+        if "postgres" in self.active:
+            return None
+        try:
+            return self.target.snapshot(timeout=1.0)
+        except Exception:  # noqa: BLE001 - no snapshot means "unknown" for this step
+            return None
+
+    @invariant()
+    def safety(self) -> None:
+        snapshot = self._snapshot()
+        ctx = CheckContext(self.model, snapshot, self.target.feeds(), self.history)
+        results = [inv.check(ctx) for inv in SAFETY]
+        if snapshot is not None:
+            for row in snapshot.messages:
+                self.model.seen_stage[row.id] = row.stage
+        failed = _failed(results)
+        if failed:
+            self.results = results
+            self.recorder.violation(failed)
+            raise SafetyViolation("\n".join(str(result) for result in failed))
+
+    def teardown(self) -> None:
+        try:
+            self._check_liveness()
+        finally:
+            self.target.close()
+            self.recorder.example_finished(self)
+
+    def _check_liveness(self) -> None:
+        self._heal_everything()
+        began = time.monotonic()
+        try:
+            wait_until(
+                self.target.quiescent,
+                timeout=self.config.quiescence_timeout,
+                what="the pipeline to quiesce",
+                max_interval=0.05,
+            )
+            quiesced = True
+        except WaitTimeout:
+            quiesced = False
+        self.recorder.quiesced(time.monotonic() - began)
+        recovery = self._recovery_probe()
+        self.model.accepted = self.target.telegram.accepted_ids()
+        self.model.retrying = self.target.telegram.retrying_ids()
+        self.target.wait_feeds_caught_up(time.monotonic() + 5)
+        snapshot = self._snapshot()
+        ctx = CheckContext(
+            self.model,
+            snapshot,
+            self.target.feeds(),
+            self.history,
+            quiesced=quiesced,
+            recovery_seconds=recovery,
+            recovery_bound=self.config.recovery_bound,
+        )
+        results = [inv.check(ctx) for inv in SAFETY + LIVENESS]
+        self.results = results
+        failed = _failed(results)
+        if failed:
+            self.recorder.violation(failed)
+            kind = SafetyViolation if any(r.kind == "safety" for r in failed) else LivenessViolation
+            raise kind("\n".join(str(result) for result in failed))
+
+    def _recovery_probe(self) -> float | None:
+        """Send one fresh update; return the seconds it took to reach ``extracted``."""
+        update_id = next(_update_ids)
+        began = time.monotonic()
+        self.target.deliver(telegram_update(update_id, 999, "recovery probe"))
+
+        def extracted() -> bool:
+            snapshot = self.target.snapshot(timeout=1.0)
+            return any(
+                row.update_id == update_id and row.stage == "extracted" for row in snapshot.messages
+            )
+
+        try:
+            wait_until(extracted, timeout=self.config.recovery_bound, what="the recovery probe")
+        except WaitTimeout:
+            return None
+        finally:
+            self.model.sent[update_id] = 999
+        return time.monotonic() - began
+
+
+def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[ChaosMachine]:
+    """A ChaosMachine subclass bound to one running stack and run configuration."""
+    return type(
+        "ChaosMachine",
+        (ChaosMachine,),
+        {"stack": stack, "config": config, "recorder": recorder, "__module__": __name__},
+    )

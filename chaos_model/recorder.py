@@ -1,0 +1,200 @@
+"""Run bookkeeping: counts, the live progress line, and failure artefacts on disk.
+
+A failure is never lost: the first failing example's steps, history and service logs are saved
+as soon as it fails, and every later failing example (Hypothesis shrinks towards the minimal one
+and replays it last) is saved beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from hypothesis import reject
+
+from chaos_model.invariants import Result
+
+if TYPE_CHECKING:
+    from chaos_model.machine import ChaosMachine
+
+
+@dataclass
+class FailureRecord:
+    steps: list[dict[str, Any]]
+    violations: list[str]
+    invariants: list[str]
+    kinds: list[str]
+    directory: Path | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunRecorder:
+    max_time: float | None = None
+    progress: bool = True
+    out: TextIO = field(default_factory=lambda: sys.stderr)
+    failures_dir: Path = field(default_factory=lambda: Path("chaos-failures"))
+    log_dirs: dict[str, Path] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    examples: int = 0
+    steps: int = 0
+    faults: int = 0
+    faults_by_kind: dict[str, int] = field(default_factory=dict)
+    violations: int = 0
+    reset_times: list[float] = field(default_factory=list)
+    quiesce_times: list[float] = field(default_factory=list)
+    run_dir: Path | None = None
+    first_failure: FailureRecord | None = None
+    last_failure: FailureRecord | None = None
+    _pending: list[Result] = field(default_factory=list)
+    _last_print: float = 0.0
+    _step_time: float = 0.0
+    _step_started: float = 0.0
+
+    # ------------------------------------------------------------------ hooks from the machine
+    def before_example(self) -> None:
+        over_budget = self.max_time is not None and self.elapsed() > self.max_time
+        if over_budget and self.first_failure is None:
+            reject()  # out of time: let Hypothesis finish without running more examples
+
+    def example_started(self, reset_seconds: float) -> None:
+        self.examples += 1
+        self.reset_times.append(reset_seconds)
+        self._pending = []
+        self._step_started = time.monotonic()
+        self._print_progress()
+
+    def step(self) -> None:
+        self.steps += 1
+        self._print_progress()
+
+    def fault_applied(self, kind: str) -> None:
+        self.faults += 1
+        self.faults_by_kind[kind] = self.faults_by_kind.get(kind, 0) + 1
+
+    def violation(self, failed: list[Result]) -> None:
+        self._pending = failed
+
+    def quiesced(self, seconds: float) -> None:
+        self.quiesce_times.append(seconds)
+
+    def example_finished(self, machine: ChaosMachine) -> None:
+        self._step_time += time.monotonic() - self._step_started
+        if not self._pending:
+            return
+        self.violations += 1
+        record = FailureRecord(
+            steps=list(machine.steps),
+            violations=[str(result) for result in self._pending],
+            invariants=[result.invariant for result in self._pending],
+            kinds=sorted({result.kind for result in self._pending}),
+        )
+        label = "first" if self.first_failure is None else "last"
+        record.directory = self._save(record, machine, label)
+        if self.first_failure is None:
+            self.first_failure = record
+        self.last_failure = record
+        self._pending = []
+
+    # ------------------------------------------------------------------ reporting
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def steps_per_second(self) -> float:
+        return self.steps / self._step_time if self._step_time > 0 else 0.0
+
+    def _print_progress(self, force: bool = False) -> None:
+        if not self.progress:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_print < 0.5:
+            return
+        self._last_print = now
+        self.out.write(
+            f"\rexamples {self.examples} | steps {self.steps}"
+            f" ({self.steps / max(self.elapsed(), 1e-9):.1f}/s)"
+            f" | faults {self.faults} | violations {self.violations}"
+            f" | {self.elapsed():.0f}s   "
+        )
+        self.out.flush()
+
+    def finish_progress(self) -> None:
+        if self.progress:
+            self._print_progress(force=True)
+            self.out.write("\n")
+            self.out.flush()
+
+    def _save(self, record: FailureRecord, machine: ChaosMachine, label: str) -> Path:
+        if self.run_dir is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.run_dir = self.failures_dir / f"{stamp}-{record.invariants[0]}"
+        directory = self.run_dir / ("first" if label == "first" else "latest")
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        write_failure(directory, record, machine.history.to_json(), self.log_dirs)
+        return directory
+
+
+def write_failure(
+    directory: Path,
+    record: FailureRecord,
+    history: list[dict[str, Any]],
+    logs: dict[str, Path],
+) -> None:
+    (directory / "steps.json").write_text(
+        json.dumps(
+            {
+                "steps": record.steps,
+                "violations": record.violations,
+                "invariants": record.invariants,
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+    )
+    (directory / "history.json").write_text(json.dumps(history, indent=1, default=str))
+    (directory / "program.py").write_text(render_program(record.steps) + "\n")
+    (directory / "test_replay.py").write_text(REPLAY_TEST)
+    log_dir = directory / "logs"
+    log_dir.mkdir(exist_ok=True)
+    for name, path in logs.items():
+        if path.exists():
+            shutil.copyfile(path, log_dir / f"{name}.log")
+
+
+def render_program(steps: list[dict[str, Any]]) -> str:
+    """The steps in Hypothesis's stateful style: ``state = ChaosMachine()`` ... teardown."""
+    lines = ["state = ChaosMachine()"]
+    bundle = 0
+    for step in steps:
+        args = dict(step["args"])
+        if step["rule"] == "redeliver":
+            rendered = f"update=updates_{args['update']}"
+        else:
+            rendered = ", ".join(f"{key}={value!r}" for key, value in args.items())
+        call = f"state.{step['rule']}({rendered})"
+        if step["rule"] == "deliver":
+            call = f"updates_{bundle} = {call}"
+            bundle += 1
+        lines.append(call)
+    lines.append("state.teardown()")
+    return "\n".join(lines)
+
+
+REPLAY_TEST = '''"""A failing program saved by chaos-model: replay it with pytest or chaos-model."""
+
+from pathlib import Path
+
+from chaos_model.replay import assert_replay_passes
+
+STEPS = Path(__file__).with_name("steps.json")
+
+
+def test_replay(chaos_stack):
+    assert_replay_passes(STEPS, chaos_stack)
+'''

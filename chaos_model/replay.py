@@ -1,0 +1,84 @@
+"""Replaying a saved chaos program outside Hypothesis, on a fresh (reset) stack."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypothesis.stateful import RULE_MARKER
+
+from chaos_model.config import ChaosConfig
+from chaos_model.errors import ChaosModelError
+from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation, bind
+from chaos_model.recorder import RunRecorder
+from chaos_model.stack import Stack
+
+RULES = frozenset(name for name, value in vars(ChaosMachine).items() if hasattr(value, RULE_MARKER))
+
+
+class BadProgram(ChaosModelError):
+    """A replay file that is not a chaos-model program."""
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    failed: bool
+    message: str
+
+
+def load_steps(path: Path) -> list[dict[str, Any]]:
+    if path.is_dir():
+        path = path / "steps.json"
+    try:
+        data = json.loads(path.read_text())
+        steps = data["steps"] if isinstance(data, dict) else data
+    except FileNotFoundError as error:
+        raise BadProgram(f"{path}: no such file") from error
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadProgram(f"{path}: not a chaos-model program (steps.json)") from error
+    if not isinstance(steps, list) or not all(
+        isinstance(step, dict) and isinstance(step.get("rule"), str) for step in steps
+    ):
+        raise BadProgram(f"{path}: expected a list of {{'rule': ..., 'args': ...}} steps")
+    return steps
+
+
+def replay(
+    steps: list[dict[str, Any]], stack: Stack, config: ChaosConfig | None = None
+) -> ReplayOutcome:
+    """Run ``steps`` once on ``stack``; say whether an invariant failed."""
+    config = config or ChaosConfig(progress=False)
+    machine_class = bind(
+        stack, config, RunRecorder(progress=False, failures_dir=config.failures_dir)
+    )
+    machine = machine_class()
+    try:
+        try:
+            for step in steps:
+                _run_step(machine, step)
+                machine.safety()
+        finally:
+            machine.teardown()
+    except (SafetyViolation, LivenessViolation) as violation:
+        return ReplayOutcome(True, str(violation))
+    return ReplayOutcome(False, "every invariant held")
+
+
+def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:
+    name = step["rule"]
+    args = dict(step.get("args", {}))
+    method = getattr(machine, name, None)
+    if name not in RULES or method is None:
+        raise BadProgram(f"unknown step {name!r}; known steps: {', '.join(sorted(RULES))}")
+    if name == "redeliver":
+        args["update"] = machine.delivered[args["update"]]
+    result = method(**args)
+    del result
+
+
+def assert_replay_passes(path: Path, stack: Stack) -> None:
+    """For a saved failure's ``test_replay.py``: fail the test if the program still fails."""
+    outcome = replay(load_steps(path), stack)
+    assert not outcome.failed, outcome.message

@@ -1,0 +1,120 @@
+"""Running the chaos model against a stack: Hypothesis settings, shrinking, reproduction rate."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import Flaky, Unsatisfiable
+from hypothesis.stateful import run_state_machine_as_test
+
+from chaos_model.config import ChaosConfig
+from chaos_model.machine import bind
+from chaos_model.recorder import FailureRecord, RunRecorder, render_program
+from chaos_model.replay import replay
+from chaos_model.stack import Stack
+
+EXAMPLE_DATABASE = Path(".hypothesis") / "chaos-model"
+
+
+@dataclass
+class RunReport:
+    examples: int
+    steps: int
+    steps_per_second: float
+    faults: int
+    faults_by_kind: dict[str, int]
+    elapsed: float
+    reset_p50: float
+    violations: int
+    failure: FailureRecord | None = None
+    first_failure: FailureRecord | None = None
+    program: str | None = None
+    reproduced: int = 0
+    replays: int = 0
+    hypothesis_error: str | None = None
+    flaky: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+def hypothesis_settings(config: ChaosConfig) -> settings:
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+    if config.shrink:
+        phases.append(Phase.shrink)
+    return settings(
+        max_examples=config.examples,
+        stateful_step_count=config.steps,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=DirectoryBasedExampleDatabase(EXAMPLE_DATABASE) if config.database else None,
+        phases=phases,
+        report_multiple_bugs=False,
+        print_blob=False,
+        verbosity=Verbosity.normal,
+    )
+
+
+def run(
+    stack: Stack,
+    config: ChaosConfig,
+    *,
+    out: TextIO | None = None,
+    log_dirs: dict[str, Path] | None = None,
+) -> RunReport:
+    recorder = RunRecorder(
+        max_time=config.max_time,
+        progress=config.progress,
+        failures_dir=config.failures_dir,
+        log_dirs=log_dirs or {},
+    )
+    if out is not None:
+        recorder.out = out
+    machine_class = bind(stack, config, recorder)
+    if config.seed is not None:
+        machine_class = seed(config.seed)(machine_class)
+    error: BaseException | None = None
+    try:
+        run_state_machine_as_test(machine_class, settings=hypothesis_settings(config))
+    except Unsatisfiable:
+        pass  # every example after the time budget was skipped
+    except (AssertionError, Flaky, Exception) as caught:  # noqa: BLE001 - reported below
+        error = caught
+    finally:
+        recorder.finish_progress()
+    report = RunReport(
+        examples=recorder.examples,
+        steps=recorder.steps,
+        steps_per_second=recorder.steps_per_second(),
+        faults=recorder.faults,
+        faults_by_kind=dict(recorder.faults_by_kind),
+        elapsed=recorder.elapsed(),
+        reset_p50=statistics.median(recorder.reset_times) if recorder.reset_times else 0.0,
+        violations=recorder.violations,
+        failure=recorder.last_failure,
+        first_failure=recorder.first_failure,
+    )
+    if error is not None:
+        report.flaky = isinstance(error, Flaky)
+        report.hypothesis_error = f"{type(error).__name__}: {error}"
+        if recorder.last_failure is None:
+            report.failure = FailureRecord(
+                steps=[],
+                violations=[report.hypothesis_error],
+                invariants=["error"],
+                kinds=["error"],
+            )
+    if report.failure is not None and report.failure.steps:
+        report.program = render_program(report.failure.steps)
+        report.replays = config.replays
+        for _ in range(config.replays):
+            outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
+            report.reproduced += int(outcome.failed)
+    return report
