@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-concurrent-faults", type=_positive, default=2)
     run.add_argument(
+        "--failpoints", default=None, help="only these failpoints, comma-separated (default all)"
+    )
+    run.add_argument(
         "--bug",
         action="append",
         default=[],
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="switch on a known bug in the reference pipeline (repeatable)",
     )
-    run.add_argument("--replays", type=int, default=3, help="replays of a found failure")
+    run.add_argument("--replays", type=_positive, default=3, help="replays of a found failure")
     run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
     run.add_argument("--no-database", action="store_true", help="ignore Hypothesis's database")
     run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
@@ -109,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"chaos-model: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `chaos-model invariants | head`
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("\nchaos-model: interrupted; every fault was healed and the stack stopped.")
         return 130
@@ -159,6 +165,9 @@ def _run(args: argparse.Namespace) -> int:
             max_time=args.max_time,
             faults=faults,
             max_concurrent_faults=args.max_concurrent_faults,
+            failpoints=None
+            if args.failpoints is None
+            else tuple(name.strip() for name in args.failpoints.split(",") if name.strip()),
             replays=args.replays,
             failures_dir=args.failures_dir,
             database=not args.no_database,

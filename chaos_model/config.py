@@ -16,6 +16,9 @@ class ChaosConfig:
     max_time: float | None = None
     faults: tuple[str, ...] = ALL_FAULT_KINDS
     max_concurrent_faults: int = 2
+    #: failpoints the model may arm (default: every one the target declares)
+    failpoints: tuple[str, ...] | None = None
+    failpoint_actions: tuple[str, ...] = ("crash", "hang")
     chats: int = 3
     quiescence_timeout: float = 60.0
     recovery_bound: float = 15.0
@@ -33,5 +36,16 @@ class ChaosConfig:
             )
         if self.examples < 1 or self.steps < 1:
             raise ValueError("examples and steps must be at least 1")
+        if not set(self.failpoint_actions) <= {"crash", "hang", "error"}:
+            raise ValueError("failpoint actions are crash, hang and error")
+        if self.failpoints is not None:
+            from pipeline_app.failpoints import KNOWN_FAILPOINTS
+
+            unknown = sorted(set(self.failpoints) - set(KNOWN_FAILPOINTS))
+            if unknown or not self.failpoints:
+                raise ValueError(
+                    f"unknown failpoint(s) {', '.join(unknown) or '(none given)'};"
+                    f" known: {', '.join(sorted(KNOWN_FAILPOINTS))}"
+                )
         if self.max_concurrent_faults < 1:
             raise ValueError("max concurrent faults must be at least 1")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisException
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from chaos_model._wait import WaitTimeout, wait_until
@@ -274,11 +276,27 @@ class ChaosMachine(RuleBasedStateMachine):
             raise SafetyViolation("\n".join(str(result) for result in failed))
 
     def teardown(self) -> None:
+        # Hypothesis calls teardown in a ``finally``: an exception in flight means a step failed.
+        in_flight = sys.exc_info()[1]
         try:
-            self._check_liveness()
+            if in_flight is None:
+                self._check_liveness()
+            else:
+                self._heal_after_error(in_flight)
         finally:
             self.target.close()
             self.recorder.example_finished(self)
+
+    def _heal_after_error(self, error: BaseException) -> None:
+        # Hypothesis's own control flow (StopTest, rejected assumptions) is not a finding.
+        control_flow = not isinstance(error, Exception) or isinstance(error, HypothesisException)
+        if not control_flow and not isinstance(error, SafetyViolation | LivenessViolation):
+            self.recorder.error(error)
+        try:
+            self._heal_everything()
+        except Exception as heal_error:  # noqa: BLE001 - the stack's own heal comes next
+            self.history.invoke("nemesis", "heal-all", repr(heal_error))
+            self.stack.heal()
 
     def _check_liveness(self) -> None:
         self._heal_everything()
@@ -339,8 +357,25 @@ class ChaosMachine(RuleBasedStateMachine):
 
 def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[ChaosMachine]:
     """A ChaosMachine subclass bound to one running stack and run configuration."""
-    return type(
-        "ChaosMachine",
-        (ChaosMachine,),
-        {"stack": stack, "config": config, "recorder": recorder, "__module__": __name__},
-    )
+    namespace: dict[str, Any] = {
+        "stack": stack,
+        "config": config,
+        "recorder": recorder,
+        "__module__": __name__,
+    }
+    if config.failpoints is not None or config.failpoint_actions != ("crash", "hang"):
+        namespace["failpoint"] = _focused_failpoint_rule(
+            config.failpoints or FAILPOINTS, config.failpoint_actions
+        )
+    return type("ChaosMachine", (ChaosMachine,), namespace)
+
+
+def _focused_failpoint_rule(names: tuple[str, ...], actions: tuple[str, ...]) -> Any:
+    """The failpoint rule drawing only from the configured failpoints and actions."""
+
+    @precondition(lambda self: self._may_inject("failpoint"))
+    @rule(name=st.sampled_from(names), action=st.sampled_from(actions))
+    def failpoint(self: ChaosMachine, name: str, action: str) -> None:
+        ChaosMachine.failpoint(self, name, action)
+
+    return failpoint

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from hypothesis import reject
 
-from chaos_model.invariants import Result
+from chaos_model.invariants import Result, Verdict
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
@@ -79,6 +79,11 @@ class RunRecorder:
 
     def violation(self, failed: list[Result]) -> None:
         self._pending = failed
+
+    def error(self, error: BaseException) -> None:
+        """A step raised something other than a violation: a finding too, reported as such."""
+        detail = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        self._pending = [Result("step_raised", "error", Verdict.INVALID, detail)]
 
     def quiesced(self, seconds: float) -> None:
         self.quiesce_times.append(seconds)

@@ -36,6 +36,8 @@ def load_steps(path: Path) -> list[dict[str, Any]]:
         steps = data["steps"] if isinstance(data, dict) else data
     except FileNotFoundError as error:
         raise BadProgram(f"{path}: no such file") from error
+    except OSError as error:
+        raise BadProgram(f"{path}: cannot read it ({error.strerror})") from error
     except (ValueError, KeyError, TypeError) as error:
         raise BadProgram(f"{path}: not a chaos-model program (steps.json)") from error
     if not isinstance(steps, list) or not all(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -162,6 +163,9 @@ async def failpoint(name: str) -> None:
     action = _checker.take(name)
     if action is None:
         return
+    logging.getLogger("pipeline_app.failpoints").warning("failpoint %s fired: %s", name, action)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     if action == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "error":

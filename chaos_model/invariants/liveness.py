@@ -100,7 +100,7 @@ class RecoversByItself(Invariant):
     kind = "liveness"
 
     def violation(self, ctx: CheckContext) -> str | Unknown | None:
-        if ctx.recovery_seconds is None:
+        if ctx.recovery_seconds is None or ctx.recovery_seconds > ctx.recovery_bound:
             return f"a fresh update did not complete within {ctx.recovery_bound:.0f}s after heal"
         return None
 

@@ -117,9 +117,13 @@ class LocalService:
     def wait_ready(self, timeout: float | None = None) -> None:
         seconds = self._ready_timeout if timeout is None else timeout
 
+        exited = False
+
         def ready() -> bool:
+            nonlocal exited
             if not self.process.is_running():
-                raise StackError(f"{self.name} is not running")
+                exited = True
+                return True
             return self._probe()
 
         try:
@@ -128,6 +132,10 @@ class LocalService:
             raise ServiceNotReady(
                 self.name, self._awaited, seconds, self.process.log_tail()
             ) from error
+        if exited:
+            raise ServiceNotReady(
+                self.name, f"{self._awaited} (the process exited)", 0.0, self.process.log_tail()
+            )
 
     def _require_running(self, action: str) -> None:
         if not self.process.is_running():
