@@ -9,6 +9,7 @@ program can be saved and replayed outside Hypothesis.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sys
@@ -51,6 +52,7 @@ FAILPOINTS = (
 FEEDS = ("dashboard-a", "dashboard-b")
 MALFORMED_KINDS = ("not_json", "not_object", "missing_fields", "wrong_types", "oversized")
 FORGED_SECRET = "forged-secret"
+FAILPOINT_SETTLE_SECONDS = 3.0
 LONG_TEXT = "long message " * 300
 
 TEXTS = st.one_of(
@@ -103,6 +105,11 @@ class ChaosMachine(RuleBasedStateMachine):
         self.steps.append({"rule": rule_name, "args": args})
         self.recorder.step()
 
+    def _violate(self, invariant: str, detail: str) -> None:
+        failed = [Result(invariant, "safety", Verdict.INVALID, detail)]
+        self.recorder.violation(failed)
+        raise SafetyViolation(str(failed[0]))
+
     def _may_inject(self, kind: str) -> bool:
         return kind in self.config.faults and len(self.active) < self.config.max_concurrent_faults
 
@@ -149,7 +156,7 @@ class ChaosMachine(RuleBasedStateMachine):
         body = json.dumps(telegram_update(update_id, 1000, text)).encode()
         result = self.target.send_direct(body, FORGED_SECRET, "attacker", "forged")
         if result.status is not None and 200 <= result.status < 300:
-            raise SafetyViolation(f"a forged update was accepted with HTTP {result.status}")
+            self._violate("forged_update_rejected", f"accepted with HTTP {result.status}")
 
     @rule(kind=st.sampled_from(MALFORMED_KINDS))
     def malformed(self, kind: str) -> None:
@@ -158,7 +165,7 @@ class ChaosMachine(RuleBasedStateMachine):
         body = self._malformed_body(kind, update_id)
         result = self.target.send_direct(body, self.stack.endpoints.webhook_secret, "client", kind)
         if result.status is not None and not 400 <= result.status < 500 and result.status != 503:
-            raise SafetyViolation(f"a {kind} body was answered with HTTP {result.status}")
+            self._violate("malformed_body_rejected", f"{kind} body answered HTTP {result.status}")
 
     def _malformed_body(self, kind: str, update_id: int) -> bytes:
         self.model.rejected.add(update_id)
@@ -298,7 +305,24 @@ class ChaosMachine(RuleBasedStateMachine):
             self.history.invoke("nemesis", "heal-all", repr(heal_error))
             self.stack.heal()
 
+    def _let_armed_failpoint_fire(self) -> None:
+        """Before the final heal, give an armed failpoint the chance to be reached: otherwise the
+        heal that follows the last step would disarm it before the work gets there."""
+        fault = self.active.get("failpoint")
+        if not isinstance(fault, ArmFailpoint):
+            return
+        failpoints = getattr(self.stack, "failpoints", None)
+        if failpoints is None:
+            return
+
+        def fired_or_idle() -> bool:
+            return bool(failpoints.hits().get(fault.name)) or self.target.quiescent()
+
+        with contextlib.suppress(WaitTimeout):
+            wait_until(fired_or_idle, timeout=FAILPOINT_SETTLE_SECONDS, what="the failpoint")
+
     def _check_liveness(self) -> None:
+        self._let_armed_failpoint_fire()
         self._heal_everything()
         began = time.monotonic()
         try:

@@ -145,12 +145,12 @@ class RunRecorder:
         return directory
 
 
-def write_failure(
-    directory: Path,
-    record: FailureRecord,
-    history: list[dict[str, Any]],
-    logs: dict[str, Path],
-) -> None:
+def rewrite_steps(directory: Path, record: FailureRecord) -> None:
+    """Replace a saved failure's program (after further shrinking); history and logs stay."""
+    _write_program(directory, record)
+
+
+def _write_program(directory: Path, record: FailureRecord) -> None:
     (directory / "steps.json").write_text(
         json.dumps(
             {
@@ -162,8 +162,17 @@ def write_failure(
             ensure_ascii=False,
         )
     )
-    (directory / "history.json").write_text(json.dumps(history, indent=1, default=str))
     (directory / "program.py").write_text(render_program(record.steps) + "\n")
+
+
+def write_failure(
+    directory: Path,
+    record: FailureRecord,
+    history: list[dict[str, Any]],
+    logs: dict[str, Path],
+) -> None:
+    _write_program(directory, record)
+    (directory / "history.json").write_text(json.dumps(history, indent=1, default=str))
     (directory / "test_replay.py").write_text(REPLAY_TEST)
     log_dir = directory / "logs"
     log_dir.mkdir(exist_ok=True)
