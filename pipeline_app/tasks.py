@@ -52,44 +52,42 @@ async def save_telegram_message(update_id: int, context: Ctx) -> None:
         async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
             if not await mark_processed(conn, SAVE, update_id):
                 return
-            payload = await conn.fetchval(
-                "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
-            )
-            if payload is None:
+            message_id = await _store_message(conn, update_id, "received", None)
+            if message_id is None:
                 return
-            message = json.loads(payload)["message"]
-            message_id = await conn.fetchval(
-                "INSERT INTO messages (update_id, chat_id, tg_message_id, text)"
-                " VALUES ($1, $2, $3, $4) RETURNING id",
-                update_id,
-                message["chat"]["id"],
-                message["message_id"],
-                message.get("text") or "",
-            )
-            await insert_event(conn, message_id, "received")
             await enqueue(conn, SCORE.task_name, SCORE.args(message_id))
         await failpoint("worker.save.after_commit_before_ack")
 
     async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
-        payload = await conn.fetchval(
-            "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
-        )
-        if payload is None:
-            return
-        message = json.loads(payload)["message"]
-        message_id = await conn.fetchval(
-            "INSERT INTO messages (update_id, chat_id, tg_message_id, text, stage, failure_reason)"
-            " VALUES ($1, $2, $3, $4, 'failed', $5) RETURNING id",
-            update_id,
-            message["chat"]["id"],
-            message["message_id"],
-            message.get("text") or "",
-            reason,
-        )
-        await insert_event(conn, message_id, "failed")
+        await _store_message(conn, update_id, "failed", reason)
 
     await run_stage(pool, settings, SAVE, update_id, work, dead_letter)
     await _ack(context)
+
+
+async def _store_message(
+    conn: asyncpg.Connection, update_id: int, stage: str, reason: str | None
+) -> int | None:
+    """Create the message of an accepted update at ``stage``, with its event; None if the update
+    is gone (the store was reset)."""
+    payload = await conn.fetchval(
+        "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
+    )
+    if payload is None:
+        return None
+    message = json.loads(payload)["message"]
+    message_id: int = await conn.fetchval(
+        "INSERT INTO messages (update_id, chat_id, tg_message_id, text, stage, failure_reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        update_id,
+        message["chat"]["id"],
+        message["message_id"],
+        message.get("text") or "",
+        stage,
+        reason,
+    )
+    await insert_event(conn, message_id, stage)
+    return message_id
 
 
 async def _message_text(pool: asyncpg.Pool, message_id: int) -> str | None:
