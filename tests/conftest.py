@@ -13,20 +13,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator, Iterator
 
 import pytest
-from helpers import Api
+from helpers import Api, stack_bugs
 
 from chaos_model.stack import LocalStack
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
-    # FOUNDATION_STACK_BUGS=a,b runs the suite against bug-zoo entries, to check it catches them.
-    bugs = tuple(b for b in os.environ.get("FOUNDATION_STACK_BUGS", "").split(",") if b)
-    with LocalStack(bugs=bugs) as local:
+    with LocalStack(bugs=stack_bugs()) as local:
         yield local
 
 

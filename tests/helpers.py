@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,11 @@ STAGE_ORDER = {"received": 0, "scored": 1, "extracted": 2}
 EXTRACTED_TIMEOUT = 30.0
 
 _update_ids = itertools.count(1_000)
+
+
+def stack_bugs() -> tuple[str, ...]:
+    """Bug-zoo entries to switch on in every stack the suite starts (``FOUNDATION_STACK_BUGS``)."""
+    return tuple(b for b in os.environ.get("FOUNDATION_STACK_BUGS", "").split(",") if b)
 
 
 def next_update_id() -> int:

@@ -21,6 +21,7 @@ from helpers import (
     assert_processed_once,
     db_fetch,
     make_update,
+    stack_bugs,
 )
 
 from chaos_model._wait import wait_until
@@ -304,7 +305,7 @@ def test_postgres_killed_while_a_task_holds_an_llm_call_the_task_is_redelivered(
 def test_permanently_failing_llm_dead_letters_the_message_after_max_attempts() -> None:
     """On a stack of its own with max_attempts=3: the message ends ``failed`` with a reason after
     exactly three LLM calls, and nothing is left to redeliver."""
-    with LocalStack(extra_env={"PIPELINE_MAX_ATTEMPTS": "3"}) as own:
+    with LocalStack(bugs=stack_bugs(), extra_env={"PIPELINE_MAX_ATTEMPTS": "3"}) as own:
         api = Api(own)
         try:
             api.llm_fault("error")

@@ -9,7 +9,15 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from helpers import Api, Timer, assert_processed_once, db_count, make_update, stored_rows
+from helpers import (
+    Api,
+    Timer,
+    assert_processed_once,
+    db_count,
+    make_update,
+    stack_bugs,
+    stored_rows,
+)
 
 from chaos_model._wait import wait_until
 from chaos_model.stack import SERVICE_ORDER, LocalStack
@@ -49,7 +57,7 @@ def _processes_mentioning(needle: str) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_start_stop_leaves_no_process_and_no_directory() -> None:
-    second = LocalStack()
+    second = LocalStack(bugs=stack_bugs())
     with Timer() as started:
         second.start()
     try:
