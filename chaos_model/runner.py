@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -13,8 +13,8 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from chaos_model.config import ChaosConfig
-from chaos_model.errors import StackError
 from chaos_model.machine import bind
+from chaos_model.minimise import minimise
 from chaos_model.recorder import FailureRecord, RunRecorder, render_program, rewrite_steps
 from chaos_model.replay import replay
 from chaos_model.stack import Stack
@@ -117,7 +117,7 @@ def run(
             )
     if report.failure is not None and report.failure.steps:
         if config.shrink:
-            shrunk = shrink_by_deletion(report.failure.steps, stack)
+            shrunk = minimise(report.failure.steps, stack, runs=config.replays)
             if shrunk != report.failure.steps:
                 report.failure.steps = shrunk
                 if report.failure.directory is not None:
@@ -128,48 +128,3 @@ def run(
             outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
             report.reproduced += int(outcome.failed)
     return report
-
-
-def _without(steps: list[dict[str, Any]], index: int) -> list[dict[str, Any]] | None:
-    """``steps`` minus step ``index``, with redelivery references renumbered; None if a
-    redelivery would lose the update it refers to."""
-    removed = steps[index]
-    delivery = sum(1 for step in steps[:index] if step["rule"] == "deliver")
-    result: list[dict[str, Any]] = []
-    for position, step in enumerate(steps):
-        if position == index:
-            continue
-        if step["rule"] == "redeliver" and removed["rule"] == "deliver" and position > index:
-            target = step["args"]["update"]
-            if target == delivery:
-                return None
-            if target > delivery:
-                step = {"rule": "redeliver", "args": {"update": target - 1}}
-        result.append(step)
-    return result
-
-
-def shrink_by_deletion(steps: list[dict[str, Any]], stack: Stack) -> list[dict[str, Any]]:
-    """Greedy one-step deletion on the real stack, after Hypothesis's own shrinking.
-
-    A candidate is kept only if replaying it fails, so a step is dropped only when the failure
-    demonstrably does not need it. This also finishes the job when Hypothesis stopped shrinking
-    because a candidate's outcome flipped (a real stack is not fully deterministic).
-    """
-    current = list(steps)
-    index = 0
-    while index < len(current) and len(current) > 1:
-        candidate = _without(current, index)
-        if candidate is not None and _still_fails(candidate, stack):
-            current = candidate
-        else:
-            index += 1
-    return current
-
-
-def _still_fails(steps: list[dict[str, Any]], stack: Stack) -> bool:
-    try:
-        return replay(steps, stack, ChaosConfig(progress=False)).failed
-    except StackError:
-        stack.heal()
-        return False

@@ -230,6 +230,9 @@ class PipelineTarget:
         stats = self._http.get(f"{self.stack.endpoints.llm_url}/control/stats").json()
         if stats["in_flight"]:
             return False
+        status_url = self.stack.endpoints.worker_status_url
+        if status_url and self._http.get(status_url, timeout=1.0).json()["running"]:
+            return False
         return self._loop.run(self._pipeline_idle(), timeout=3)
 
     async def _pipeline_idle(self) -> bool:

@@ -124,11 +124,17 @@ async def run_stage(
                     stage.name,
                     key,
                 )
-                await dead_letter(
-                    conn,
+                reason = (
                     f"{stage.name}: gave up after {settings.max_attempts} attempts"
-                    f" (last error: {last_error or 'worker did not finish'})",
+                    f" (last error: {last_error or 'worker did not finish'})"
                 )
+                try:
+                    async with conn.transaction():  # a savepoint: the marker commits anyway
+                        await dead_letter(conn, reason)
+                except asyncpg.PostgresError as error:
+                    log.error(
+                        "%s %s: %s; dead letter not storable: %s", stage.name, key, reason, error
+                    )
         return
     try:
         await work(pool)
@@ -139,6 +145,11 @@ async def run_stage(
         await _retry_later(pool, settings, stage, key, delay, error.reason, refund=False)
     except TRANSIENT_DB_ERRORS as error:
         reason = f"database: {type(error).__name__}"
+        delay = backoff(settings, attempt, None)
+        await _retry_later(pool, settings, stage, key, delay, reason, refund=False)
+    except asyncpg.PostgresError as error:
+        # The database refused the effect itself: retrying counts attempts until the dead letter.
+        reason = f"database refused: {type(error).__name__}: {error}"[:500]
         delay = backoff(settings, attempt, None)
         await _retry_later(pool, settings, stage, key, delay, reason, refund=False)
 
@@ -153,6 +164,10 @@ async def _retry_later(
     *,
     refund: bool,
 ) -> None:
+    if bug("ack_failures"):
+        # BUG ZOO ack_failures: no retry is scheduled; the task raises instead and taskiq's
+        # WHEN_SAVED acknowledgement acknowledges the failed delivery: nothing runs it again.
+        raise RuntimeError(f"{stage.name} {key} failed: {reason}")
     log.info("%s %s: %s; retrying in %.2fs", stage.name, key, reason, delay)
     async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
         await conn.execute(

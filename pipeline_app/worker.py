@@ -21,6 +21,7 @@ from pipeline_app.logs import setup_logging
 from pipeline_app.notify import Notifications
 from pipeline_app.relay import OutboxRelay
 from pipeline_app.settings import get_settings
+from pipeline_app.worker_status import RunningTasks, StatusServer
 
 log = logging.getLogger("pipeline_app.worker")
 
@@ -41,6 +42,12 @@ async def run() -> None:
     settings = get_settings()
     failpoints.configure(settings.failpoints_file)
     broker.is_worker_process = True
+    running = RunningTasks()
+    broker.add_middlewares(running)
+    status = StatusServer(running)
+    status_port = os.environ.get("PIPELINE_WORKER_STATUS_PORT")
+    if status_port:
+        await status.start(int(status_port))
     while True:
         try:
             await broker.startup()
@@ -71,24 +78,15 @@ async def run() -> None:
         wait_tasks_timeout=settings.ack_wait,
     )
     log.info("worker ready (ack type %s)", ack_type().value)
-    _announce_ready()
+    status.consuming = True
     try:
         await receiver.listen(finish)
     finally:
+        await status.stop()
         if relay_task is not None:
             relay_task.cancel()
         await notifications.stop()
         await broker.shutdown()
-
-
-def _announce_ready() -> None:
-    """Tell a supervisor this process is consuming: write its pid to PIPELINE_READY_FILE."""
-    path = os.environ.get("PIPELINE_READY_FILE")
-    if path:
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w") as handle:
-            handle.write(str(os.getpid()))
-        os.replace(tmp, path)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ class Endpoints:
     api_url: str
     llm_url: str
     webhook_secret: str
+    worker_status_url: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -29,6 +30,7 @@ class Endpoints:
             "nats_monitor_url": self.nats_monitor_url,
             "api_url": self.api_url,
             "llm_url": self.llm_url,
+            "worker_status_url": self.worker_status_url,
         }
 
 

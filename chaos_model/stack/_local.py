@@ -39,6 +39,7 @@ from chaos_model.stack._process import ManagedProcess
 from pipeline_app.failpoints import FailpointFile
 
 READY_TIMEOUT = 20.0
+HEAL_ROUNDS = 3
 STREAM = "pipeline"
 DURABLE = "pipeline-worker"
 WEBHOOK_SECRET = "chaos-model-local-secret"
@@ -230,6 +231,26 @@ class LocalStack:
             if service.process.paused:
                 service.resume()
                 healed.append(f"resumed {name}")
+        with contextlib.suppress(httpx.HTTPError):
+            if self._llm_fault_active():
+                healed.append("cleared LLM fault")
+            self._http.delete(f"{self.endpoints.llm_url}/control/fault")
+        # A process may still be on its way down when heal starts (a failpoint that just fired):
+        # restart whatever is not running, wait, and go round again if something exited meanwhile.
+        for round_ in range(HEAL_ROUNDS):
+            healed += self._restart_stopped()
+            try:
+                for name in SERVICE_ORDER:
+                    self._services[name].wait_ready()
+                return healed
+            except ServiceNotReady:
+                exited = any(not s.is_running() for s in self._services.values())
+                if not exited or round_ == HEAL_ROUNDS - 1:
+                    raise
+        return healed
+
+    def _restart_stopped(self) -> list[str]:
+        restarted: list[str] = []
         for name in SERVICE_ORDER:
             service = self._services[name]
             if not service.is_running():
@@ -237,14 +258,8 @@ class LocalStack:
                     self._clear_postgres_leftovers()
                 service.process.kill()  # reap any remnant of the tree
                 service.start()
-                healed.append(f"restarted {name}")
-        with contextlib.suppress(httpx.HTTPError):
-            if self._llm_fault_active():
-                healed.append("cleared LLM fault")
-            self._http.delete(f"{self.endpoints.llm_url}/control/fault")
-        for name in SERVICE_ORDER:
-            self._services[name].wait_ready()
-        return healed
+                restarted.append(f"restarted {name}")
+        return restarted
 
     def reset(self) -> float:
         """Return to an empty, healthy pipeline between examples; return the seconds it took."""
@@ -295,7 +310,10 @@ class LocalStack:
         self.binaries = {"postgres": pg_bin, "nats-server": nats_bin}
         self._control = ControlLoop()
 
-        ports = {name: free_port() for name in ("postgres", "nats", "nats_monitor", "llm", "api")}
+        ports = {
+            name: free_port()
+            for name in ("postgres", "nats", "nats_monitor", "llm", "api", "worker_status")
+        }
         self._endpoints = Endpoints(
             database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
             nats_url=f"nats://127.0.0.1:{ports['nats']}",
@@ -303,6 +321,7 @@ class LocalStack:
             api_url=f"http://127.0.0.1:{ports['api']}",
             llm_url=f"http://127.0.0.1:{ports['llm']}",
             webhook_secret=WEBHOOK_SECRET,
+            worker_status_url=f"http://127.0.0.1:{ports['worker_status']}/status",
         )
 
         initdb = self._initdb(pg_bin, user)
@@ -401,8 +420,6 @@ class LocalStack:
 
     def _python_service(self, name: str, module: str, ports: dict[str, int]) -> LocalService:
         env = self._pipeline_env(ports)
-        ready_file = self.dir / f"{name}.ready"
-        env["PIPELINE_READY_FILE"] = str(ready_file)
         argv = [sys.executable, "-m", module]
         if name == "llm":
             argv += ["--port", str(ports["llm"])]
@@ -413,11 +430,14 @@ class LocalStack:
         if name == "api":
             url = f"{self.endpoints.api_url}/health/ready"
             return LocalService(name, process, lambda: self._http_ok(url), f"GET {url} to be 200")
+        status_url = self.endpoints.worker_status_url
+
+        def consuming() -> bool:
+            status = self._http.get(status_url, timeout=0.5).json()
+            return bool(status["pid"] == process.pid and status["consuming"])
+
         return LocalService(
-            name,
-            process,
-            lambda: ready_file.exists() and ready_file.read_text().strip() == str(process.pid),
-            f"the worker to write its pid to {ready_file} after subscribing",
+            name, process, consuming, f"GET {status_url} to report this pid consuming"
         )
 
     def _pipeline_env(self, ports: dict[str, int]) -> dict[str, str]:
@@ -429,6 +449,7 @@ class LocalStack:
                 "PIPELINE_LLM_URL": self.endpoints.llm_url,
                 "PIPELINE_API_HOST": "127.0.0.1",
                 "PIPELINE_API_PORT": str(ports["api"]),
+                "PIPELINE_WORKER_STATUS_PORT": str(ports["worker_status"]),
                 "PIPELINE_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "PIPELINE_FAILPOINTS_FILE": str(self.dir / "failpoints.json"),
                 "PIPELINE_BUGS": ",".join(self.bugs),

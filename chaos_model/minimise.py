@@ -1,0 +1,90 @@
+"""Shrinking on the real stack, after Hypothesis's own shrinking.
+
+Hypothesis shrinks by re-running candidates once; on a real stack a timing race can make a
+candidate pass or fail by chance, so its result is only as reproducible as the race. Here every
+candidate is re-run (at most ``runs`` times) and kept only when it fails in a majority of runs:
+
+1. move each fault step as early as it will go past operations (a fault armed before the work it
+   hits turns a race into a deterministic step);
+2. delete steps one at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chaos_model.config import ChaosConfig
+from chaos_model.errors import StackError
+from chaos_model.replay import replay
+from chaos_model.stack import Stack
+
+Steps = list[dict[str, Any]]
+
+FAULT_RULES = frozenset({"pause", "kill", "terminate_connections", "llm_fault", "failpoint"})
+NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all"}
+
+
+def minimise(steps: Steps, stack: Stack, runs: int = 3) -> Steps:
+    current = list(steps)
+    for index in range(len(current)):
+        current = _move_fault_earlier(current, index, stack, runs)
+    position = 0
+    while position < len(current) and len(current) > 1:
+        candidate = without(current, position)
+        if candidate is not None and fails_mostly(candidate, stack, runs):
+            current = candidate
+        else:
+            position += 1
+    return current
+
+
+def _move_fault_earlier(steps: Steps, index: int, stack: Stack, runs: int) -> Steps:
+    if steps[index]["rule"] not in FAULT_RULES:
+        return steps
+    target = index
+    while target > 0 and steps[target - 1]["rule"] not in NEMESIS_RULES:
+        target -= 1
+    if target == index:
+        return steps
+    # Only fault steps move, so deliveries keep their order and redelivery indexes stay valid.
+    candidate = [*steps[:target], steps[index], *steps[target:index], *steps[index + 1 :]]
+    return candidate if fails_mostly(candidate, stack, runs) else steps
+
+
+def without(steps: Steps, index: int) -> Steps | None:
+    """``steps`` minus step ``index``, with redelivery references renumbered; None if a
+    redelivery would lose the update it refers to."""
+    removed = steps[index]
+    delivery = sum(1 for step in steps[:index] if step["rule"] == "deliver")
+    result: Steps = []
+    for position, step in enumerate(steps):
+        if position == index:
+            continue
+        if step["rule"] == "redeliver" and removed["rule"] == "deliver" and position > index:
+            referenced = step["args"]["update"]
+            if referenced == delivery:
+                return None
+            if referenced > delivery:
+                step = {"rule": "redeliver", "args": {"update": referenced - 1}}
+        result.append(step)
+    return result
+
+
+def fails_mostly(steps: Steps, stack: Stack, runs: int) -> bool:
+    """Replay up to ``runs`` times; True once failures are a majority of ``runs``."""
+    needed = runs // 2 + 1
+    failures = passes = 0
+    while failures < needed and passes <= runs - needed:
+        if _fails_once(steps, stack):
+            failures += 1
+        else:
+            passes += 1
+    return failures >= needed
+
+
+def _fails_once(steps: Steps, stack: Stack) -> bool:
+    try:
+        return replay(steps, stack, ChaosConfig(progress=False)).failed
+    except StackError:
+        stack.heal()
+        return False
