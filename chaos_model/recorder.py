@@ -49,6 +49,12 @@ class RunRecorder:
     reset_times: list[float] = field(default_factory=list)
     quiesce_times: list[float] = field(default_factory=list)
     run_dir: Path | None = None
+    first_failure_at: float | None = None
+    first_failure_examples: int = 0
+    first_failure_steps: int = 0
+    #: seconds each fault took to apply and to heal, by fault kind
+    apply_seconds: dict[str, list[float]] = field(default_factory=dict)
+    heal_seconds: dict[str, list[float]] = field(default_factory=dict)
     first_failure: FailureRecord | None = None
     last_failure: FailureRecord | None = None
     _pending: list[Result] = field(default_factory=list)
@@ -90,6 +96,7 @@ class RunRecorder:
 
     def example_finished(self, machine: ChaosMachine) -> None:
         self._step_time += time.monotonic() - self._step_started
+        self._collect_fault_latency(machine.history.to_json())
         if not self._pending:
             return
         self.violations += 1
@@ -103,8 +110,28 @@ class RunRecorder:
         record.directory = self._save(record, machine, label)
         if self.first_failure is None:
             self.first_failure = record
+            self.first_failure_at = self.elapsed()
+            self.first_failure_examples = self.examples
+            self.first_failure_steps = self.steps
         self.last_failure = record
         self._pending = []
+
+    def _collect_fault_latency(self, ops: list[dict[str, Any]]) -> None:
+        """Pair each nemesis invoke with its completion (the nemesis is sequential)."""
+        pending: dict[str, Any] | None = None
+        for op in ops:
+            if op["process"] != "nemesis" or op["f"] not in ("fault", "heal"):
+                continue
+            if op["type"] == "invoke":
+                pending = op
+                continue
+            if pending is None or op["type"] != "ok":
+                pending = None
+                continue
+            kind = str((pending["value"] or {}).get("kind", "?"))
+            table = self.apply_seconds if op["f"] == "fault" else self.heal_seconds
+            table.setdefault(kind, []).append(op["time"] - pending["time"])
+            pending = None
 
     # ------------------------------------------------------------------ reporting
     def elapsed(self) -> float:

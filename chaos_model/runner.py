@@ -40,6 +40,12 @@ class RunReport:
     hypothesis_error: str | None = None
     flaky: bool = False
     notes: list[str] = field(default_factory=list)
+    first_failure_seconds: float | None = None
+    first_failure_examples: int = 0
+    first_failure_steps: int = 0
+    shrink_seconds: float = 0.0
+    apply_seconds: dict[str, list[float]] = field(default_factory=dict)
+    heal_seconds: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -101,6 +107,11 @@ def run(
         violations=recorder.violations,
         failure=recorder.last_failure,
         first_failure=recorder.first_failure,
+        first_failure_seconds=recorder.first_failure_at,
+        first_failure_examples=recorder.first_failure_examples,
+        first_failure_steps=recorder.first_failure_steps,
+        apply_seconds=recorder.apply_seconds,
+        heal_seconds=recorder.heal_seconds,
     )
     if error is not None:
         report.flaky = isinstance(error, Flaky)
@@ -123,6 +134,8 @@ def run(
                 if report.failure.directory is not None:
                     rewrite_steps(report.failure.directory, report.failure)
         report.program = render_program(report.failure.steps)
+        if report.first_failure_seconds is not None:
+            report.shrink_seconds = recorder.elapsed() - report.first_failure_seconds
         report.replays = config.replays
         for _ in range(config.replays):
             outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))

@@ -198,7 +198,8 @@ class LocalStack:
         return self.dir / "logs"
 
     def __enter__(self) -> LocalStack:
-        self.start()
+        if not self._started:
+            self.start()
         return self
 
     def __exit__(

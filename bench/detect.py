@@ -1,0 +1,225 @@
+"""Does chaos-model find the bugs it should? The detection benchmark.
+
+For each bug of the bug zoo, K runs with different seeds on the local backend, each with a time
+budget; the same budget on the correct pipeline (must find nothing), throughput numbers, and
+optionally a soak. Prints a table and writes ``bench/results/detect.json``.
+
+    python bench/detect.py                          # every bug, 5 seeds, 120 s each
+    python bench/detect.py --bugs ack_before_work --seeds 1 --budget 60
+    python bench/detect.py --soak 30m               # only the soak on the correct pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, percentile, write_json
+
+from chaos_model.cli import parse_duration
+from chaos_model.config import ChaosConfig
+from chaos_model.runner import RunReport, run
+from chaos_model.stack import LocalStack
+from pipeline_app.bugs import KNOWN_BUGS
+
+EXAMPLE_CAP = 100_000  # the time budget, not the example count, ends a run
+
+
+def _config(seed: int, budget: float, failures: Path, steps: int) -> ChaosConfig:
+    return ChaosConfig(
+        examples=EXAMPLE_CAP,
+        steps=steps,
+        seed=seed,
+        max_time=budget,
+        database=False,
+        progress=False,
+        failures_dir=failures,
+    )
+
+
+def _bug_result(bug: str, seed: int, report: RunReport) -> dict[str, Any]:
+    failure = report.failure
+    return {
+        "bug": bug,
+        "seed": seed,
+        "found": failure is not None and failure.kinds != ["error"],
+        "seconds_to_first_violation": report.first_failure_seconds,
+        "examples_until": report.first_failure_examples,
+        "steps_until": report.first_failure_steps,
+        "invariants": failure.invariants if failure else [],
+        "shrink_seconds": round(report.shrink_seconds, 2),
+        "shrunk_length": len(failure.steps) if failure else None,
+        "program": report.program,
+        "reproduced": report.reproduced,
+        "replays": report.replays,
+        "elapsed": round(report.elapsed, 2),
+    }
+
+
+def _throughput(report: RunReport, stack: LocalStack) -> dict[str, Any]:
+    minutes = max(report.elapsed, 1e-9) / 60
+    kinds = sorted(set(report.apply_seconds) | set(report.heal_seconds))
+    return {
+        "steps_per_second": round(report.steps_per_second, 2),
+        "examples_per_minute": round(report.examples / minutes, 2),
+        "faults_per_minute": round(report.faults / minutes, 2),
+        "reset_p50_ms": round(report.reset_p50 * 1000, 1),
+        "cold_start_seconds": round(stack.start_seconds, 2),
+        "fault_latency_ms": {
+            kind: {
+                "apply_p50": _ms(percentile(report.apply_seconds.get(kind, []), 0.5)),
+                "apply_p95": _ms(percentile(report.apply_seconds.get(kind, []), 0.95)),
+                "heal_p50": _ms(percentile(report.heal_seconds.get(kind, []), 0.5)),
+                "heal_p95": _ms(percentile(report.heal_seconds.get(kind, []), 0.95)),
+            }
+            for kind in kinds
+        },
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def detect(bugs: list[str], seeds: int, budget: float, steps: int, out: Path) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for bug in bugs:
+        with LocalStack(bugs=(bug,)) as stack:
+            for seed in range(1, seeds + 1):
+                report = run(stack, _config(seed, budget, out, steps), log_dirs=stack.log_paths())
+                result = _bug_result(bug, seed, report)
+                results.append(result)
+                _say(
+                    f"{bug} seed {seed}: "
+                    + (
+                        f"found in {result['seconds_to_first_violation']:.1f}s"
+                        f" ({', '.join(result['invariants'])}), shrunk to"
+                        f" {result['shrunk_length']} steps, reproduced"
+                        f" {result['reproduced']}/{result['replays']}"
+                        if result["found"]
+                        else "NOT found"
+                    )
+                )
+    return {"bugs": results}
+
+
+def correct(seeds: int, budget: float, steps: int, out: Path) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    with LocalStack() as stack:
+        for seed in range(1, seeds + 1):
+            report = run(stack, _config(seed, budget, out, steps), log_dirs=stack.log_paths())
+            runs.append(
+                {
+                    "seed": seed,
+                    "violations": report.violations,
+                    "failure": report.failure.violations if report.failure else None,
+                    "examples": report.examples,
+                    "faults": report.faults,
+                    **_throughput(report, stack),
+                }
+            )
+            _say(
+                f"correct pipeline seed {seed}: {report.violations} violations, "
+                f"{report.steps_per_second:.1f} steps/s"
+            )
+    return {"correct": runs}
+
+
+def soak(seconds: float, steps: int, out: Path) -> dict[str, Any]:
+    with LocalStack() as stack:
+        report = run(
+            stack, _config(int(time.time()), seconds, out, steps), log_dirs=stack.log_paths()
+        )
+        return {
+            "soak": {
+                "seconds": seconds,
+                "examples": report.examples,
+                "faults": report.faults,
+                "faults_by_kind": report.faults_by_kind,
+                "violations": report.violations,
+                "failure": report.failure.violations if report.failure else None,
+                **_throughput(report, stack),
+            }
+        }
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def print_table(data: dict[str, Any]) -> None:
+    by_bug: dict[str, list[dict[str, Any]]] = {}
+    for result in data.get("bugs", []):
+        by_bug.setdefault(result["bug"], []).append(result)
+    if by_bug:
+        print(f"\n{'bug':24} {'found':>7} {'median s':>9} {'shrunk':>7} {'repro':>7}  invariant")
+        for bug, results in by_bug.items():
+            found = [r for r in results if r["found"]]
+            times = [r["seconds_to_first_violation"] for r in found]
+            median = f"{statistics.median(times):.1f}" if times else "-"
+            lengths = [r["shrunk_length"] for r in found]
+            shrunk = str(max(lengths)) if lengths else "-"
+            repro = f"{sum(r['reproduced'] for r in found)}/{sum(r['replays'] for r in found)}"
+            invariant = found[0]["invariants"][0] if found else "-"
+            print(
+                f"{bug:24} {len(found):>3}/{len(results):<3} {median:>9} {shrunk:>7} {repro:>7}"
+                f"  {invariant}"
+            )
+    for run_ in data.get("correct", []):
+        print(
+            f"\ncorrect pipeline (seed {run_['seed']}): {run_['violations']} violations,"
+            f" {run_['steps_per_second']} steps/s, {run_['examples_per_minute']} examples/min,"
+            f" {run_['faults_per_minute']} faults/min, reset p50 {run_['reset_p50_ms']} ms,"
+            f" cold start {run_['cold_start_seconds']} s"
+        )
+        for kind, latency in run_["fault_latency_ms"].items():
+            print(
+                f"  {kind:22} apply p50/p95 {latency['apply_p50']}/{latency['apply_p95']} ms"
+                f"  heal p50/p95 {latency['heal_p50']}/{latency['heal_p95']} ms"
+            )
+    if "soak" in data:
+        s = data["soak"]
+        print(
+            f"\nsoak {s['seconds']:.0f}s: {s['examples']} examples, {s['faults']} faults,"
+            f" {s['violations']} violations"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bugs", default=",".join(KNOWN_BUGS), help="comma-separated bug names")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=parse_duration, default=120.0, help="per run, e.g. 120s")
+    parser.add_argument("--steps", type=int, default=10, help="steps per example")
+    parser.add_argument("--soak", type=parse_duration, default=None, help="e.g. 30m")
+    parser.add_argument("--out", default="detect.json", help="file name under bench/results/")
+    args = parser.parse_args(argv)
+    bugs = [name.strip() for name in args.bugs.split(",") if name.strip()]
+    unknown = sorted(set(bugs) - set(KNOWN_BUGS))
+    if unknown:
+        parser.error(f"unknown bug(s): {', '.join(unknown)}")
+    failures = Path(tempfile.mkdtemp(prefix="chaos-detect-"))
+    data: dict[str, Any] = {"machine": machine_info(), "budget_seconds": args.budget}
+    if args.soak is not None:
+        data.update(soak(args.soak, args.steps, failures))
+    else:
+        data.update(detect(bugs, args.seeds, args.budget, args.steps, failures))
+        data.update(correct(1, args.budget, args.steps, failures))
+    path = write_json(args.out, data)
+    print_table(data)
+    print(f"\nwritten to {path}")
+    missed = [r for r in data.get("bugs", []) if not r["found"]]
+    violations = sum(r["violations"] for r in data.get("correct", []))
+    violations += data.get("soak", {}).get("violations", 0)
+    return 1 if missed or violations else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
