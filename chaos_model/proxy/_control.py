@@ -112,11 +112,15 @@ class ControlServer:
                 headers[key.strip().lower()] = value.strip()
         keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         try:
+            if "transfer-encoding" in headers:
+                raise _HTTPError(400, "chunked bodies are not supported: send Content-Length")
             length = int(headers.get("content-length", "0"))
             if length < 0 or length > _MAX_BODY:
                 raise _HTTPError(413, "body too large")
             body = await reader.readexactly(length) if length else b""
             status, payload = await self._route(method, urlsplit(target).path, body)
+        except asyncio.IncompleteReadError:
+            return False  # client went away mid-body
         except _HTTPError as exc:
             status, payload = exc.status, {"error": str(exc)}
         except (ValueError, TypeError) as exc:
@@ -125,6 +129,11 @@ class ControlServer:
             status, payload = 404, {"error": str(exc)}
         except (ConflictError, OSError) as exc:
             status, payload = 409, {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - answer 500 rather than drop the client
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"control API error on {method} {target}", "exception": exc}
+            )
+            status, payload, keep_alive = 500, {"error": repr(exc)}, False
         _respond(writer, status, payload, keep_alive=keep_alive)
         return keep_alive
 

@@ -96,6 +96,8 @@ class _Side(asyncio.Protocol):
         self.outbound: _Pipe | None = None  # carries bytes read from this side
         self.inbound: _Pipe | None = None  # writes into this side
         self._pauses: set[str] = set()
+        self._early: list[bytes] = []  # read before the pipes exist (uvloop reads at once)
+        self._early_eof = False
 
     def pause(self, reason: str) -> None:
         if not self._pauses and self.transport is not None:
@@ -117,12 +119,28 @@ class _Side(asyncio.Protocol):
         pipe = self.outbound
         if pipe is not None:
             pipe.feed(data)
+        else:
+            self._early.append(data)
+            self.pause("connecting")
 
     def eof_received(self) -> bool:
         pipe = self.outbound
         if pipe is not None:
             pipe.feed_eof()
+        else:
+            self._early_eof = True
         return True  # keep the socket half-open until the other direction finishes
+
+    def flush_early(self) -> None:
+        """Forward what was read before the pipes were wired, then resume reading."""
+        pipe = self.outbound
+        assert pipe is not None
+        early, self._early = self._early, []
+        for data in early:
+            pipe.feed(data)
+        if self._early_eof:
+            pipe.feed_eof()
+        self.resume("connecting")
 
     def pause_writing(self) -> None:
         if self.inbound is not None:
@@ -283,7 +301,7 @@ class Connection:
         for toxic in self.link.toxics:
             if not toxic.link_level:
                 self.apply(toxic)
-        client.resume("connecting")
+        client.flush_early()
 
     def apply(self, toxic: Toxic) -> None:
         """Start ``toxic`` on this connection with probability ``toxic.toxicity``."""

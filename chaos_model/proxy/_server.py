@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -98,7 +99,7 @@ class ProxyServer:
         try:
             yield added
         finally:
-            if added.name in {t.name for t in self.link(link).toxics}:
+            with contextlib.suppress(NotFoundError):  # already removed, or link gone
                 await self.remove_toxic(link, added.name)
 
     async def reset(self) -> None:

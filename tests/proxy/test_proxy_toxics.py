@@ -6,11 +6,11 @@ Every wait has a deadline and names what it waited for; no test sleeps to synchr
 from __future__ import annotations
 
 import asyncio
-import functools
+import importlib.util
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -33,13 +33,33 @@ T = TypeVar("T")
 TEST_DEADLINE = 10.0
 
 
-def async_test(
-    fn: Callable[..., Coroutine[Any, Any, None]],
-) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(within(fn(*args, **kwargs), TEST_DEADLINE, f"test {fn.__name__} to finish"))
+LOOPS = [
+    "asyncio",
+    pytest.param(
+        "uvloop",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("uvloop") is None, reason="uvloop not installed"
+        ),
+    ),
+]
 
+
+def async_test(fn: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[str], None]:
+    """Run the coroutine test on each event loop the proxy supports, with a deadline."""
+
+    @pytest.mark.parametrize("loop_kind", LOOPS)
+    def wrapper(loop_kind: str) -> None:
+        main = within(fn(), TEST_DEADLINE, f"test {fn.__name__} to finish")
+        if loop_kind == "uvloop":
+            import uvloop
+
+            uvloop.run(main)
+        else:
+            asyncio.run(main)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = fn.__qualname__
+    wrapper.__doc__ = fn.__doc__
     return wrapper
 
 
@@ -210,8 +230,7 @@ class _Collector(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)

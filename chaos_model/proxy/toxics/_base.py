@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 Stream = Literal["upstream", "downstream"]
 """``upstream`` = client -> server bytes, ``downstream`` = server -> client bytes."""
@@ -203,8 +203,3 @@ class ToxicRun(Generic[ToxicT]):
 def loop_time() -> float:
     """Current event-loop time (the clock used for chunk arrival stamps)."""
     return asyncio.get_running_loop().time()
-
-
-def as_run(run: ToxicRun[Any]) -> ToxicRun[Toxic]:
-    """Typing helper: view any run as a run of the base toxic type."""
-    return cast(ToxicRun[Toxic], run)

@@ -13,9 +13,11 @@ from ._base import ConnectionHandle, Emit, Toxic, ToxicRun
 class ResetPeer(Toxic):
     """Reset the connection ``timeout`` ms after the first chunk seen in the direction.
 
-    As in Toxiproxy, the first chunk that reaches the toxic (and anything after it) is
-    swallowed; ``timeout`` ms later both sockets are closed with SO_LINGER 0, so each
-    peer gets a TCP RST (``ConnectionResetError``). ``timeout`` = 0 resets at once.
+    As in Toxiproxy, the timer starts with the first chunk that reaches the toxic after
+    it took effect; that chunk and any later one are held back. ``timeout`` ms later
+    both sockets are closed with SO_LINGER 0, so each peer gets a TCP RST
+    (``ConnectionResetError``). ``timeout`` = 0 resets on the first chunk. An idle
+    connection is not reset. If the toxic is removed first, held bytes are delivered.
     """
 
     kind = "reset_peer"
