@@ -106,8 +106,12 @@ class PipelineTarget:
         self.history = history
         self._loop = ControlLoop()
         endpoints = stack.endpoints
-        self._webhook_url = f"{endpoints.api_url}/api/v1/telegram/webhook"
-        self._feed_url = endpoints.api_url.replace("http://", "ws://") + "/ws/events"
+        # Telegram and the dashboard reach the API through their own links (faultable); the
+        # model's own observations (snapshots, quiescence) go direct.
+        telegram_api = endpoints.telegram_api_url or endpoints.api_url
+        self._dashboard_api = endpoints.dashboard_api_url or endpoints.api_url
+        self._webhook_url = f"{telegram_api}/api/v1/telegram/webhook"
+        self._feed_url = self._dashboard_api.replace("http://", "ws://") + "/ws/events"
         self.telegram = TelegramSimulator(
             self._loop.loop, self._webhook_url, endpoints.webhook_secret, history, simulator
         )
@@ -156,7 +160,7 @@ class PipelineTarget:
     def read_back(self) -> DirectResult:
         op = self.history.invoke("dashboard", "read")
         try:
-            response = self._http.get(f"{self.stack.endpoints.api_url}/api/v1/messages")
+            response = self._http.get(f"{self._dashboard_api}/api/v1/messages")
         except httpx.HTTPError as error:
             self.history.complete(op, "info", error=type(error).__name__)
             return DirectResult(None, type(error).__name__)

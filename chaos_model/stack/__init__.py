@@ -1,6 +1,6 @@
 """Stack backends: start the system under test and control its services."""
 
-from chaos_model.stack._base import SERVICE_ORDER, Endpoints, Service, Stack
+from chaos_model.stack._base import LINKS, SERVICE_ORDER, Endpoints, Service, Stack
 from chaos_model.stack._local import LocalService, LocalStack
 
-__all__ = ["SERVICE_ORDER", "Endpoints", "LocalService", "LocalStack", "Service", "Stack"]
+__all__ = ["LINKS", "SERVICE_ORDER", "Endpoints", "LocalService", "LocalStack", "Service", "Stack"]

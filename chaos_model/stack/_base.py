@@ -22,6 +22,10 @@ class Endpoints:
     llm_url: str
     webhook_secret: str
     worker_status_url: str = ""
+    #: the fault proxy's control API, and the URLs clients outside the stack use (through it)
+    proxy_url: str = ""
+    dashboard_api_url: str = ""
+    telegram_api_url: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -31,6 +35,9 @@ class Endpoints:
             "api_url": self.api_url,
             "llm_url": self.llm_url,
             "worker_status_url": self.worker_status_url,
+            "proxy_url": self.proxy_url,
+            "dashboard_api_url": self.dashboard_api_url,
+            "telegram_api_url": self.telegram_api_url,
         }
 
 
@@ -61,4 +68,16 @@ class Stack(Protocol):
     def stop(self) -> None: ...
 
 
-SERVICE_ORDER = ("postgres", "nats", "llm", "api", "worker")
+SERVICE_ORDER = ("proxy", "postgres", "nats", "llm", "api", "worker")
+
+#: Every link between two parts of the stack, as ``client->server``: all traffic on a link goes
+#: through the stack's fault proxy, so each link can be slowed, cut or partitioned on its own.
+LINKS: dict[str, str] = {
+    "api->postgres": "postgres",
+    "api->nats": "nats",
+    "worker->postgres": "postgres",
+    "worker->nats": "nats",
+    "worker->llm": "llm",
+    "dashboard->api": "api",
+    "telegram->api": "api",
+}

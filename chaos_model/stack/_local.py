@@ -33,8 +33,10 @@ from nats.aio.client import Client as NatsClient
 from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.errors import ServiceNotReady, StackError
-from chaos_model.stack._base import SERVICE_ORDER, Endpoints
+from chaos_model.proxy import ProxyClient
+from chaos_model.stack._base import LINKS, SERVICE_ORDER, Endpoints
 from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
+from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._process import ManagedProcess
 from pipeline_app.failpoints import FailpointFile
 
@@ -81,8 +83,10 @@ class LocalService:
         probe: Callable[[], bool],
         awaited: str,
         ready_timeout: float = READY_TIMEOUT,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._on_start = on_start
         self.process = process
         self._probe = probe
         self._awaited = awaited
@@ -106,10 +110,12 @@ class LocalService:
 
     def start(self) -> None:
         self.process.start()
+        if self._on_start is not None:
+            self._on_start()  # tell the guardian the new pid
 
     def restart(self) -> None:
         self.process.kill()
-        self.process.start()
+        self.start()
         self.wait_ready()
 
     def stop(self) -> None:
@@ -151,6 +157,7 @@ class LocalStack:
     """
 
     backend = "local"
+    started_by = "chaos-model"
 
     def __init__(
         self,
@@ -173,7 +180,10 @@ class LocalStack:
         self._nats: NatsClient | None = None
         self._http = httpx.Client(timeout=2.0)
         self._endpoints: Endpoints | None = None
+        self._ports: dict[str, int] = {}
+        self._proxy_client: ProxyClient | None = None
         self._started = False
+        self._guardian: Guardian | None = None
         self._previous_sigterm: Any = None
         self.binaries: dict[str, Binary] = {}
         self.start_seconds = 0.0
@@ -236,6 +246,7 @@ class LocalStack:
             if self._llm_fault_active():
                 healed.append("cleared LLM fault")
             self._http.delete(f"{self.endpoints.llm_url}/control/fault")
+        healed += self._clear_toxics()
         # A process may still be on its way down when heal starts (a failpoint that just fired):
         # restart whatever is not running, wait, and go round again if something exited meanwhile.
         for round_ in range(HEAL_ROUNDS):
@@ -249,6 +260,18 @@ class LocalStack:
                 if not exited or round_ == HEAL_ROUNDS - 1:
                     raise
         return healed
+
+    def _clear_toxics(self) -> list[str]:
+        if not self._services["proxy"].is_running() or self._services["proxy"].process.paused:
+            return []  # restarted below: a new proxy has no toxics
+        try:
+            links = self.proxy.links()
+            toxics = sum(len(link.get("toxics", [])) for link in links.values())
+            down = [name for name, link in links.items() if not link.get("enabled", True)]
+            self.proxy.reset()
+        except Exception:  # noqa: BLE001 - an unreachable proxy is restarted below
+            return []
+        return ([f"cleared {toxics} toxic(s)"] if toxics else []) + [f"restored {n}" for n in down]
 
     def _restart_stopped(self) -> list[str]:
         restarted: list[str] = []
@@ -292,7 +315,11 @@ class LocalStack:
             self._control.close()
             self._control = None
         self._http.close()
+        if self._proxy_client is not None:
+            self._proxy_client.close()
         self._restore_sigterm_handler()
+        if self._guardian is not None:
+            self._guardian.close()
         if not self.keep_dir and self.dir != Path() and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -304,6 +331,7 @@ class LocalStack:
         self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-", dir=self._base_dir))
         self.dir.chmod(0o755)
         self.log_dir.mkdir()
+        self._guardian = Guardian(self.dir, keep=self.keep_dir)
         self.failpoints.clear()
         user = _service_user()
         pg_bin = find_postgres_bindir()
@@ -313,8 +341,18 @@ class LocalStack:
 
         ports = {
             name: free_port()
-            for name in ("postgres", "nats", "nats_monitor", "llm", "api", "worker_status")
+            for name in (
+                "postgres",
+                "nats",
+                "nats_monitor",
+                "llm",
+                "api",
+                "worker_status",
+                "proxy",
+                *LINKS,
+            )
         }
+        self._ports = ports
         self._endpoints = Endpoints(
             database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
             nats_url=f"nats://127.0.0.1:{ports['nats']}",
@@ -323,7 +361,12 @@ class LocalStack:
             llm_url=f"http://127.0.0.1:{ports['llm']}",
             webhook_secret=WEBHOOK_SECRET,
             worker_status_url=f"http://127.0.0.1:{ports['worker_status']}/status",
+            proxy_url=f"http://127.0.0.1:{ports['proxy']}",
+            dashboard_api_url=f"http://127.0.0.1:{ports['dashboard->api']}",
+            telegram_api_url=f"http://127.0.0.1:{ports['telegram->api']}",
         )
+        self._services["proxy"] = self._proxy_service(ports)
+        self._services["proxy"].start()
 
         initdb = self._initdb(pg_bin, user)
         self._services["nats"] = self._nats_service(nats_bin, ports)
@@ -398,7 +441,7 @@ class LocalStack:
         process = ManagedProcess(
             "postgres", argv, log_path=self.log_dir / "postgres.log", user=user
         )
-        return LocalService("postgres", process, self._probe_postgres, "SQL `select 1` to answer")
+        return self._service("postgres", process, self._probe_postgres, "SQL `select 1` to answer")
 
     def _nats_service(self, nats_bin: Binary, ports: dict[str, int]) -> LocalService:
         argv = [
@@ -417,29 +460,75 @@ class LocalStack:
         ]
         process = ManagedProcess("nats", argv, log_path=self.log_dir / "nats.log")
         url = f"http://127.0.0.1:{ports['nats_monitor']}/healthz"
-        return LocalService("nats", process, lambda: self._http_ok(url), f"GET {url} to answer 200")
+        return self._service(
+            "nats", process, lambda: self._http_ok(url), f"GET {url} to answer 200"
+        )
+
+    def _proxy_service(self, ports: dict[str, int]) -> LocalService:
+        upstream = {
+            "postgres": ports["postgres"],
+            "nats": ports["nats"],
+            "llm": ports["llm"],
+            "api": ports["api"],
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "chaos_model.proxy",
+            "--control",
+            f"127.0.0.1:{ports['proxy']}",
+        ]
+        for link, server in LINKS.items():
+            argv += ["--link", f"{link}={ports[link]}:127.0.0.1:{upstream[server]}"]
+        process = ManagedProcess("proxy", argv, log_path=self.log_dir / "proxy.log")
+        url = f"{self.endpoints.proxy_url}/health"
+        return self._service("proxy", process, lambda: self._http_ok(url), f"GET {url}")
+
+    @property
+    def proxy(self) -> ProxyClient:
+        """The client of this stack's fault proxy (every link goes through it)."""
+        if self._proxy_client is None:
+            self._proxy_client = ProxyClient(self.endpoints.proxy_url, timeout=2.0)
+        return self._proxy_client
+
+    def _service(self, *args: Any, **kwargs: Any) -> LocalService:
+        return LocalService(*args, on_start=self._record_pids, **kwargs)
 
     def _python_service(self, name: str, module: str, ports: dict[str, int]) -> LocalService:
         env = self._pipeline_env(ports)
+        if name in ("api", "worker"):
+            env.update(self._linked_env(name, ports))
         argv = [sys.executable, "-m", module]
         if name == "llm":
             argv += ["--port", str(ports["llm"])]
         process = ManagedProcess(name, argv, log_path=self.log_dir / f"{name}.log", env=env)
         if name == "llm":
             url = f"{self.endpoints.llm_url}/health"
-            return LocalService(name, process, lambda: self._http_ok(url), f"GET {url}")
+            return self._service(name, process, lambda: self._http_ok(url), f"GET {url}")
         if name == "api":
             url = f"{self.endpoints.api_url}/health/ready"
-            return LocalService(name, process, lambda: self._http_ok(url), f"GET {url} to be 200")
+            return self._service(name, process, lambda: self._http_ok(url), f"GET {url} to be 200")
         status_url = self.endpoints.worker_status_url
 
         def consuming() -> bool:
             status = self._http.get(status_url, timeout=0.5).json()
             return bool(status["pid"] == process.pid and status["consuming"])
 
-        return LocalService(
+        return self._service(
             name, process, consuming, f"GET {status_url} to report this pid consuming"
         )
+
+    def _linked_env(self, client: str, ports: dict[str, int]) -> dict[str, str]:
+        """Addresses through the proxy for the links a process opens."""
+        env = {
+            "PIPELINE_DATABASE_URL": (
+                f"postgresql://postgres@127.0.0.1:{ports[client + '->postgres']}/postgres"
+            ),
+            "PIPELINE_NATS_URL": f"nats://127.0.0.1:{ports[client + '->nats']}",
+        }
+        if client == "worker":
+            env["PIPELINE_LLM_URL"] = f"http://127.0.0.1:{ports['worker->llm']}"
+        return env
 
     def _pipeline_env(self, ports: dict[str, int]) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")}
@@ -481,6 +570,10 @@ class LocalStack:
                 os.environ["PIPELINE_BUGS"] = env_bugs
             settings.get_settings.cache_clear()
             bugs._active.cache_clear()
+
+    def _record_pids(self) -> None:
+        if self._guardian is not None:
+            self._guardian.record({n: s.process.pid for n, s in self._services.items()})
 
     # ----------------------------------------------------------------- probes and control
     def _http_ok(self, url: str) -> bool:
