@@ -23,6 +23,7 @@ import asyncpg
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 
 from pipeline_app import failpoints
 from pipeline_app.bugs import bug
@@ -51,6 +52,37 @@ class Services:
     pool: asyncpg.Pool
     notifications: Notifications
     background: list[asyncio.Task[Any]]
+    #: where the webhook gets its connection: the pool (a HeldConnection under no_pool_recovery)
+    webhook_db: Any
+
+
+class HeldConnection:
+    """BUG ZOO no_pool_recovery: a hand-rolled "pool" of one connection, opened once and reused
+    forever. Nothing checks whether it is still alive, so once a PostgreSQL restart (or an
+    administrator's ``pg_terminate_backend``) kills it, every webhook call fails until the API
+    process restarts. /health/ready still checks through the real pool and stays green."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> asyncpg.Connection:
+        if self._conn is None:  # never replaced once opened, even when closed
+            self._conn = await asyncpg.connect(
+                self._settings.database_url,
+                timeout=self._settings.db_connect_timeout,
+                command_timeout=self._settings.db_command_timeout,
+            )
+        return self._conn
+
+    @asynccontextmanager
+    async def acquire(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - asyncpg.Pool.acquire's signature
+    ) -> AsyncIterator[asyncpg.Connection]:
+        async with self._lock:
+            yield await self.open()
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -94,7 +126,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.relay_enabled:
         relay = OutboxRelay(pool, broker, settings, notifications)
         background.append(asyncio.create_task(relay.run(), name="outbox-relay"))
-    app.state.services = Services(settings, pool, notifications, background)
+    webhook_db: Any = pool
+    if bug("no_pool_recovery"):  # BUG ZOO no_pool_recovery: one connection for the webhook
+        webhook_db = HeldConnection(settings)
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+            await webhook_db.open()  # opened at start-up when PostgreSQL is up, else on first use
+    app.state.services = Services(settings, pool, notifications, background, webhook_db)
     try:
         yield
     finally:
@@ -138,7 +175,7 @@ async def _store_update(svc: Services, update: Update, payload: str) -> bool:
     """Commit the update and its outbox row; return False if it was already stored."""
     assert update.message is not None
     async with (
-        svc.pool.acquire(timeout=svc.settings.db_acquire_timeout) as conn,
+        svc.webhook_db.acquire(timeout=svc.settings.db_acquire_timeout) as conn,
         conn.transaction(),
     ):
         inserted = await conn.fetchval(
@@ -150,8 +187,42 @@ async def _store_update(svc: Services, update: Update, payload: str) -> bool:
         )
         if inserted is None and not bug("no_update_dedup"):
             return False
+        if bug("publish_outside_txn"):
+            return True  # BUG ZOO publish_outside_txn: no outbox row, see _publish_save
         await enqueue(conn, SAVE.task_name, SAVE.args(update.update_id))
         return True
+
+
+async def _publish_save(update_id: int) -> None:
+    """BUG ZOO publish_outside_txn: the dual write. The update is already committed; the save task
+    goes straight to NATS. A crash before this line, or a failed publish (only logged: the
+    update is stored, so the webhook answers 200 anyway), leaves an update nothing will process;
+    Telegram's redelivery hits the update_id dedup and is not published again."""
+    from pipeline_app.tasks import broker
+
+    try:
+        task = broker.find_task(SAVE.task_name)
+        assert task is not None
+        await task.kiq(**json.loads(SAVE.args(update_id)))
+    except Exception as error:  # noqa: BLE001 - the bug: log and answer 200 regardless
+        log.error(
+            "update %s stored but not published: %s: %s", update_id, type(error).__name__, error
+        )
+
+
+async def _store_after_response(svc: Services, update: Update, payload: str) -> None:
+    """BUG ZOO respond_before_commit: runs after the 200 was sent. A crash here, or PostgreSQL
+    being unavailable, loses an update Telegram considers delivered."""
+    await failpoints.failpoint("api.webhook.after_response_before_commit")
+    try:
+        await asyncio.wait_for(_store_update(svc, update, payload), svc.settings.webhook_deadline)
+    except Exception as error:  # noqa: BLE001 - the bug: nobody is left to tell
+        log.error(
+            "update %s answered 200 but not stored: %s: %s",
+            update.update_id,
+            type(error).__name__,
+            error,
+        )
 
 
 @app.post("/api/v1/telegram/webhook")
@@ -179,10 +250,15 @@ async def telegram_webhook(request: Request) -> Response:
     if update.message is None:
         return JSONResponse({"ok": True, "stored": False})
     try:
-        payload = json.dumps(raw)
+        payload = json.dumps(_without_nul(raw))
     except RecursionError:
         return _error(400, "body is nested too deeply")
+    if bug("respond_before_commit"):  # BUG ZOO respond_before_commit: answer first, store later
+        background = BackgroundTask(_store_after_response, svc, update, payload)
+        return JSONResponse({"ok": True, "stored": True}, background=background)
     attempts = 2  # a pooled connection may have died with a PostgreSQL restart: retry once
+    if bug("no_pool_recovery"):
+        attempts = 1  # BUG ZOO no_pool_recovery: no retry either
     for attempt in range(attempts):
         try:
             stored = await asyncio.wait_for(
@@ -199,7 +275,24 @@ async def telegram_webhook(request: Request) -> Response:
             # malformed, and a retry from Telegram would fail the same way.
             return _error(422, f"update cannot be stored: {type(error).__name__}")
     await failpoints.failpoint("api.webhook.after_commit_before_response")
+    if stored and bug("publish_outside_txn"):
+        await _publish_save(update.update_id)  # BUG ZOO publish_outside_txn: publish after commit
     return JSONResponse({"ok": True, "stored": stored})
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL characters replaced by U+FFFD in every string.
+
+    PostgreSQL's text and jsonb cannot hold NUL. Rejecting such an update would make Telegram
+    redeliver it for a day and hold back every later update of the same chat behind it.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 def _message_json(row: asyncpg.Record) -> dict[str, Any]:

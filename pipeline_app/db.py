@@ -73,6 +73,11 @@ async def migrate(dsn: str) -> list[str]:
             await conn.execute(
                 "ALTER TABLE messages DROP CONSTRAINT IF EXISTS messages_update_id_key"
             )
+        # BUG ZOO non_idempotent_extract: no unique key on (message_id, item_no) either.
+        if bug("non_idempotent_extract"):
+            await conn.execute(
+                "ALTER TABLE knowledge DROP CONSTRAINT IF EXISTS knowledge_message_item_key"
+            )
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK_KEY)
     finally:
         await conn.close()

@@ -27,6 +27,9 @@ Action = Literal["crash", "hang", "error"]
 
 KNOWN_FAILPOINTS: dict[str, str] = {
     "api.webhook.after_commit_before_response": "the update is committed, the answer not sent",
+    "api.webhook.after_response_before_commit": (
+        "the answer is sent, the update not committed (reached only with respond_before_commit)"
+    ),
     "relay.after_publish_before_mark": "a task is published to NATS, its outbox row not marked",
     "worker.save.after_commit_before_ack": "the message row is committed, the task not acked",
     "worker.score.after_llm_before_commit": "the LLM answered, the score is not committed",

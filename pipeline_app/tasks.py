@@ -14,6 +14,7 @@ import asyncpg
 from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
 
 from pipeline_app.broker import build_broker
+from pipeline_app.bugs import bug
 from pipeline_app.db import create_pool, enqueue, insert_event
 from pipeline_app.failpoints import failpoint
 from pipeline_app.llm import LLMClient, LLMUnavailable
@@ -50,7 +51,9 @@ async def save_telegram_message(update_id: int, context: Ctx) -> None:
 
     async def work(pool: asyncpg.Pool) -> None:
         async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
-            if not await mark_processed(conn, SAVE, update_id):
+            # BUG ZOO no_update_dedup: no processed marker either, so every save task stores one
+            # more message (the webhook enqueues one per delivery of the update).
+            if not bug("no_update_dedup") and not await mark_processed(conn, SAVE, update_id):
                 return
             message_id = await _store_message(conn, update_id, "received", None)
             if message_id is None:
@@ -146,15 +149,23 @@ async def extract_knowledge_from_messages_task(message_id: int, context: Ctx) ->
         items = _valid_items(await llm.complete_json("extract", message_id, text))
         await failpoint("worker.extract.after_llm_before_commit")
         async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
-            if not await mark_processed(conn, EXTRACT, message_id):
-                return
-            moved = await conn.fetchval(
-                "UPDATE messages SET stage = 'extracted', updated_at = now()"
-                " WHERE id = $1 AND stage = 'scored' RETURNING id",
-                message_id,
-            )
-            if moved is None:
-                return
+            if bug("non_idempotent_extract"):
+                # BUG ZOO non_idempotent_extract: no processed marker, no stage guard and (see
+                # db.migrate) no unique key: a redelivered task stores the knowledge again.
+                await conn.execute(
+                    "UPDATE messages SET stage = 'extracted', updated_at = now() WHERE id = $1",
+                    message_id,
+                )
+            else:
+                if not await mark_processed(conn, EXTRACT, message_id):
+                    return
+                moved = await conn.fetchval(
+                    "UPDATE messages SET stage = 'extracted', updated_at = now()"
+                    " WHERE id = $1 AND stage = 'scored' RETURNING id",
+                    message_id,
+                )
+                if moved is None:
+                    return
             await conn.executemany(
                 "INSERT INTO knowledge (message_id, item_no, content) VALUES ($1, $2, $3)",
                 [(message_id, number, item) for number, item in enumerate(items)],

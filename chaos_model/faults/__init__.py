@@ -4,8 +4,11 @@ from chaos_model.faults._base import REGISTRY, Fault, fault_from_json
 from chaos_model.faults.failpoint import ArmFailpoint
 from chaos_model.faults.kill import KillService
 from chaos_model.faults.llm import LLMFault
+from chaos_model.faults.network import NetworkToxic
 from chaos_model.faults.noop import NoFault
+from chaos_model.faults.partition import Partition
 from chaos_model.faults.pause import PauseService
+from chaos_model.faults.stop import StopService
 from chaos_model.faults.terminate_connections import TerminateConnections
 
 __all__ = [
@@ -14,8 +17,11 @@ __all__ = [
     "Fault",
     "KillService",
     "LLMFault",
+    "NetworkToxic",
     "NoFault",
+    "Partition",
     "PauseService",
+    "StopService",
     "TerminateConnections",
     "fault_from_json",
 ]

@@ -2,16 +2,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chaos_model.errors import ServiceNotReady
 from chaos_model.faults._base import Fault, register
 from chaos_model.stack import Stack
+
+READY_GRACE_SECONDS = 3.0
 
 
 @register
 @dataclass(frozen=True)
 class KillService(Fault):
-    """SIGKILL a service's whole process tree (a crash); heal by starting it and waiting ready.
+    """SIGKILL a service's whole process tree (a crash); heal by starting it again.
 
     PostgreSQL restarts with crash recovery; nats-server keeps its JetStream store directory.
+    Heal waits a moment for readiness, but a service whose dependencies are still faulted (an API
+    while PostgreSQL is down) only has to be running: it becomes ready when they heal.
     """
 
     kind = "kill"
@@ -24,4 +29,8 @@ class KillService(Fault):
         service = stack.services[self.service]
         if not service.is_running():
             service.start()
-        service.wait_ready()
+        try:
+            service.wait_ready(timeout=READY_GRACE_SECONDS)
+        except ServiceNotReady:
+            if not service.is_running():
+                raise

@@ -1,0 +1,16 @@
+"""Access to a stack's fault proxy, for the network faults."""
+
+from __future__ import annotations
+
+from chaos_model.errors import UnsupportedFault
+from chaos_model.proxy import ProxyClient
+from chaos_model.stack import LINKS, Stack
+
+
+def proxy_of(stack: Stack, fault: str, link: str) -> ProxyClient:
+    proxy: ProxyClient | None = getattr(stack, "proxy", None)
+    if proxy is None:
+        raise UnsupportedFault(fault, stack.backend, "it routes no link through a fault proxy")
+    if link not in LINKS:
+        raise ValueError(f"unknown link {link!r}; links: {', '.join(LINKS)}")
+    return proxy
