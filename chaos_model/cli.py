@@ -1,7 +1,8 @@
 """The ``chaos-model`` command line.
 
-Exit codes: 0 no invariant violated, 1 an invariant was violated, 2 a usage error (one line on
-stderr, never a traceback), 3 the stack could not be started.
+Exit codes: 0 no invariant violated, 1 an invariant was violated, 2 a usage error or a target
+the environment guard refuses (one line on stderr, never a traceback), 3 the stack could not be
+started (or, with ``--attach``, its owner does not answer).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from chaos_model.stack import LocalStack, RemoteStack
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_STACK = 0, 1, 2, 3
 
@@ -82,11 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
     run.add_argument("--no-database", action="store_true", help="ignore Hypothesis's database")
     run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
+    run.add_argument(
+        "--attach",
+        type=Path,
+        default=None,
+        metavar="STATE_FILE",
+        help="drive the stack `chaos-model stack up` owns (its state file), not a fresh one",
+    )
+    run.add_argument(
+        "--max-fault-duration",
+        type=parse_duration,
+        default=60.0,
+        help="with --attach, the owner heals a fault still applied after this long (default 60s)",
+    )
 
     replay = commands.add_parser("replay", help="replay a saved failing program on a fresh stack")
     replay.add_argument("file", type=Path, help="steps.json or the folder that holds it")
     replay.add_argument("--times", type=_positive, default=1, help="replays (default 1)")
     replay.add_argument("--bug", action="append", default=[], choices=sorted(KNOWN_BUGS))
+    replay.add_argument(
+        "--attach",
+        type=Path,
+        default=None,
+        metavar="STATE_FILE",
+        help="replay on the stack `chaos-model stack up` owns instead of a fresh one",
+    )
 
     commands.add_parser("invariants", help="print every invariant with its statement")
 
@@ -95,10 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     up = stack_commands.add_parser("up", help="start the stack in the foreground until Ctrl-C")
     up.add_argument("--bug", action="append", default=[], choices=sorted(KNOWN_BUGS))
     up.add_argument("--keep", action="store_true", help="keep the data folder after stop")
+    up.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="where to write the descriptor runners attach to (default <stack dir>/stack.json)",
+    )
+    up.add_argument(
+        "--control-port", type=int, default=0, help="loopback port of the control API (default any)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from chaos_model.errors import UnsafeTarget
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -109,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return _replay(args)
         return _stack_up(args)
-    except UsageError as error:
+    except (UsageError, UnsafeTarget) as error:
         print(f"chaos-model: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `chaos-model invariants | head`
@@ -144,11 +179,41 @@ def _start_stack(bugs: list[str], keep: bool = False):  # type: ignore[no-untype
         return None
     print(
         f"stack ready in {stack.start_seconds:.1f}s"
-        f" (postgres: {stack.binaries['postgres']}; nats-server: {stack.binaries['nats-server']})",
+        f" (postgres: {stack.binaries['postgres']}; nats-server: {stack.binaries['nats-server']})"
+        f"\nstack folder: {stack.dir}",
         file=sys.stderr,
         flush=True,
     )
     return stack
+
+
+def _open_stack(args: argparse.Namespace, *, keep: bool = False) -> LocalStack | RemoteStack | None:
+    """A fresh local stack, or (``--attach``) the stack another process owns; None if neither
+    could be had (the reason is printed)."""
+    if args.attach is None:
+        stack: LocalStack | None = _start_stack(args.bug, keep=keep)
+        return stack
+    from chaos_model.errors import StackError
+    from chaos_model.guard import ensure_injectable
+    from chaos_model.stack import RemoteStack
+
+    if args.bug:
+        raise UsageError(
+            "--bug cannot be combined with --attach: the owner's stack has its bugs"
+            " (`chaos-model stack up --bug NAME`)"
+        )
+    try:
+        remote = RemoteStack.from_state_file(args.attach, check=False)
+    except StackError as error:
+        raise UsageError(str(error)) from error
+    ensure_injectable(remote)  # before anything is touched: UnsafeTarget is exit 2
+    try:
+        remote.check()
+    except StackError as error:
+        print(f"chaos-model: {error}", file=sys.stderr)
+        return None
+    print(f"attached to the stack of {args.attach}", file=sys.stderr, flush=True)
+    return remote
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -172,10 +237,11 @@ def _run(args: argparse.Namespace) -> int:
             failures_dir=args.failures_dir,
             database=not args.no_database,
             shrink=not args.no_shrink,
+            max_fault_seconds=args.max_fault_duration,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
-    stack = _start_stack(args.bug)
+    stack = _open_stack(args)
     if stack is None:
         return EXIT_STACK
     with stack:
@@ -191,7 +257,7 @@ def _replay(args: argparse.Namespace) -> int:
         steps = load_steps(args.file)
     except BadProgram as error:
         raise UsageError(str(error)) from error
-    stack = _start_stack(args.bug)
+    stack = _open_stack(args)
     if stack is None:
         return EXIT_STACK
     failures = 0
@@ -206,17 +272,28 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _stack_up(args: argparse.Namespace) -> int:
+    import logging
+
+    from chaos_model.stack._owner import StackOwner
+
+    # The owner's own NATS client reports every NATS kill as an error: not the owner's news.
+    logging.getLogger("nats").setLevel(logging.CRITICAL)
     stack = _start_stack(args.bug, keep=args.keep)
     if stack is None:
         return EXIT_STACK
-    with stack:
+    with stack, StackOwner(stack, state_file=args.state_file, port=args.control_port) as owner:
         for name, value in stack.endpoints.as_dict().items():
             print(f"{name:18} {value}")
         print(f"{'webhook_secret':18} {stack.endpoints.webhook_secret}")
         print(f"{'logs':18} {stack.log_dir}")
+        print(f"{'control_url':18} {owner.control_url}")
+        print(f"{'state_file':18} {owner.state_file}")
+        print(f"attach with: chaos-model run --attach {owner.state_file}")
         print("press Ctrl-C to stop", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # SIGINT too, explicitly: a shell starting `stack up &` may hand it down ignored.
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
         print("stopping ...", flush=True)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ALL_FAULT_KINDS = ("pause", "kill", "terminate_connections", "llm", "failpoint")
+ALL_FAULT_KINDS = (
+    "pause",
+    "kill",
+    "stop",
+    "terminate_connections",
+    "llm",
+    "failpoint",
+    "partition",
+    "network",
+)
 
 
 @dataclass
@@ -27,6 +36,8 @@ class ChaosConfig:
     database: bool = True
     progress: bool = True
     shrink: bool = True
+    #: a fault still applied after this long is healed by the owner's watchdog (attached runs)
+    max_fault_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - set(ALL_FAULT_KINDS))
@@ -47,5 +58,7 @@ class ChaosConfig:
                     f"unknown failpoint(s) {', '.join(unknown) or '(none given)'};"
                     f" known: {', '.join(sorted(KNOWN_FAILPOINTS))}"
                 )
+        if self.max_fault_seconds <= 0:
+            raise ValueError("the max fault duration must be positive")
         if self.max_concurrent_faults < 1:
             raise ValueError("max concurrent faults must be at least 1")

@@ -28,32 +28,49 @@ from chaos_model.faults import (
     Fault,
     KillService,
     LLMFault,
+    NetworkToxic,
+    Partition,
     PauseService,
+    StopService,
     TerminateConnections,
 )
 from chaos_model.history import History
 from chaos_model.invariants import LIVENESS, SAFETY, CheckContext, ModelState, Result, Verdict
 from chaos_model.observe import Snapshot
 from chaos_model.recorder import RunRecorder
-from chaos_model.stack import Stack
+from chaos_model.stack import LINKS, Stack
 from chaos_model.target import PipelineTarget, telegram_update
+from pipeline_app.failpoints import KNOWN_FAILPOINTS
 
 PAUSABLE = ("nats", "postgres", "worker")
 KILLABLE = ("nats", "postgres", "worker", "api")
 LLM_MODES = ("rate_limit", "error", "slow", "hang", "malformed")
-FAILPOINTS = (
-    "api.webhook.after_commit_before_response",
-    "relay.after_publish_before_mark",
-    "worker.save.after_commit_before_ack",
-    "worker.score.after_llm_before_commit",
-    "worker.score.after_commit_before_ack",
-    "worker.extract.after_llm_before_commit",
-    "worker.extract.after_commit_before_ack",
-)
+FAILPOINTS = tuple(KNOWN_FAILPOINTS)
 FEEDS = ("dashboard-a", "dashboard-b")
+STOPPABLE = ("postgres", "nats", "worker")
+LINK_NAMES = tuple(LINKS)
+
+
+def _toxic(kind: str, stream: str = "downstream", **attributes: float) -> dict[str, Any]:
+    return {"type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes}
+
+
+#: Network toxics the model draws from: each degrades a link without cutting it for long.
+TOXICS: tuple[dict[str, Any], ...] = (
+    _toxic("latency", latency=300, jitter=100),
+    _toxic("latency", "upstream", latency=1500),
+    _toxic("bandwidth", rate=16),
+    _toxic("timeout", timeout=0),
+    _toxic("reset_peer", timeout=100),
+    _toxic("slow_close", delay=500),
+    _toxic("slicer", average_size=16, size_variation=8, delay=200),
+    _toxic("limit_data", bytes=2048),
+)
 MALFORMED_KINDS = ("not_json", "not_object", "missing_fields", "wrong_types", "oversized")
 FORGED_SECRET = "forged-secret"
 FAILPOINT_SETTLE_SECONDS = 3.0
+#: longer than the pipeline's whole retry budget (10 attempts, backoff capped at 2 s)
+PERMANENT_FAULT_SETTLE_SECONDS = 30.0
 LONG_TEXT = "long message " * 300
 
 TEXTS = st.one_of(
@@ -99,6 +116,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.bodies: dict[int, dict[str, Any]] = {}
         self.results: list[Result] = []
         self.error: BaseException | None = None
+        self.pending_at_deadline: dict[str, Any] = {}
         self.recorder.example_started(reset_seconds)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -117,6 +135,11 @@ class ChaosMachine(RuleBasedStateMachine):
     def _apply(self, key: str, fault: Fault) -> None:
         self.recorder.fault_applied(fault.kind)
         op = self.history.invoke("nemesis", "fault", fault.to_json())
+        # A stack owned by another process records the fault in its lease before it exists, so
+        # the owner's watchdog heals it if this process dies or the fault outlives its bound.
+        applied = getattr(self.stack, "fault_applied", None)
+        if applied is not None and not fault.instant:
+            applied(fault.to_json(), self.config.max_fault_seconds)
         try:
             fault.apply(self.stack)
         except BaseException as error:
@@ -138,6 +161,9 @@ class ChaosMachine(RuleBasedStateMachine):
                 raise
             self.history.complete(op, "info", error=str(error).splitlines()[0])
             return
+        healed = getattr(self.stack, "fault_healed", None)
+        if healed is not None:
+            healed(fault.to_json())
         self.history.complete(op, "ok")
 
     # ------------------------------------------------------------------ operations
@@ -223,6 +249,27 @@ class ChaosMachine(RuleBasedStateMachine):
         if service not in self.active:
             self._apply(service, KillService(service))
 
+    @precondition(lambda self: self._may_inject("stop"))
+    @rule(service=st.sampled_from(STOPPABLE))
+    def stop(self, service: str) -> None:
+        self._record("stop", service=service)
+        if service not in self.active:
+            self._apply(service, StopService(service))
+
+    @precondition(lambda self: self._may_inject("partition"))
+    @rule(link=st.sampled_from(LINK_NAMES))
+    def partition(self, link: str) -> None:
+        self._record("partition", link=link)
+        if f"link:{link}" not in self.active:
+            self._apply(f"link:{link}", Partition(link))
+
+    @precondition(lambda self: self._may_inject("network"))
+    @rule(link=st.sampled_from(LINK_NAMES), toxic=st.sampled_from(TOXICS))
+    def network(self, link: str, toxic: dict[str, Any]) -> None:
+        self._record("network", link=link, toxic=toxic)
+        if f"link:{link}" not in self.active:
+            self._apply(f"link:{link}", NetworkToxic(link, toxic))
+
     @precondition(
         lambda self: "terminate_connections" in self.config.faults and "postgres" not in self.active
     )
@@ -240,6 +287,16 @@ class ChaosMachine(RuleBasedStateMachine):
         self._record("llm_fault", mode=mode, seconds=seconds)
         if "llm" not in self.active:
             self._apply("llm", LLMFault(mode, seconds=seconds))
+
+    @precondition(lambda self: self._may_inject("llm"))
+    @rule(mode=st.sampled_from(("error", "malformed")))
+    def break_llm(self, mode: str) -> None:
+        """The LLM fails until healed: longer than any retry budget, so messages that need it
+        must end dead-lettered (``failed`` with a reason), never retried forever."""
+        self._record("break_llm", mode=mode)
+        if "llm" not in self.active:
+            self.model.llm_permanently_bad = True
+            self._apply("llm", LLMFault(mode, seconds=None))
 
     @precondition(lambda self: self._may_inject("failpoint"))
     @rule(name=st.sampled_from(FAILPOINTS), action=st.sampled_from(["crash", "hang"]))
@@ -331,8 +388,23 @@ class ChaosMachine(RuleBasedStateMachine):
         with contextlib.suppress(WaitTimeout):
             wait_until(fired_or_idle, timeout=FAILPOINT_SETTLE_SECONDS, what="the failpoint")
 
+    def _let_broken_llm_exhaust_retries(self) -> None:
+        """With the LLM broken for good, wait (bounded) for the pipeline to give up on the
+        messages that need it before healing: a correct one dead-letters them."""
+        fault = self.active.get("llm")
+        if not isinstance(fault, LLMFault) or fault.seconds is not None:
+            return
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                self.target.quiescent,
+                timeout=PERMANENT_FAULT_SETTLE_SECONDS,
+                what="the pipeline to give up on the broken LLM",
+                max_interval=0.1,
+            )
+
     def _check_liveness(self) -> None:
         self._let_armed_failpoint_fire()
+        self._let_broken_llm_exhaust_retries()
         self._heal_everything()
         began = time.monotonic()
         try:
@@ -345,6 +417,8 @@ class ChaosMachine(RuleBasedStateMachine):
             quiesced = True
         except WaitTimeout:
             quiesced = False
+            with contextlib.suppress(Exception):
+                self.pending_at_deadline = self.target.pending_work()
         self.recorder.quiesced(time.monotonic() - began)
         recovery = self._recovery_probe()
         self.model.accepted = self.target.telegram.accepted_ids()
@@ -357,6 +431,7 @@ class ChaosMachine(RuleBasedStateMachine):
             self.target.feeds(),
             self.history,
             quiesced=quiesced,
+            pending=self.pending_at_deadline,
             recovery_seconds=recovery,
             recovery_bound=self.config.recovery_bound,
         )

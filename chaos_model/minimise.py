@@ -20,7 +20,19 @@ from chaos_model.stack import Stack
 
 Steps = list[dict[str, Any]]
 
-FAULT_RULES = frozenset({"pause", "kill", "terminate_connections", "llm_fault", "failpoint"})
+FAULT_RULES = frozenset(
+    {
+        "pause",
+        "kill",
+        "stop",
+        "terminate_connections",
+        "llm_fault",
+        "break_llm",
+        "failpoint",
+        "partition",
+        "network",
+    }
+)
 NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all"}
 
 

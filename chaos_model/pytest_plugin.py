@@ -68,9 +68,11 @@ def chaos_machine(request: pytest.FixtureRequest, chaos_stack: Stack) -> type[Ch
     from hypothesis import seed, settings
 
     from chaos_model.config import ChaosConfig
+    from chaos_model.guard import ensure_injectable
     from chaos_model.machine import bind
     from chaos_model.recorder import RunRecorder
 
+    ensure_injectable(chaos_stack)
     option = request.config.getoption
     profile = settings.get_profile(f"chaos-{option('--chaos-profile')}")
     overrides: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from hypothesis.stateful import RULE_MARKER
 
 from chaos_model.config import ChaosConfig
 from chaos_model.errors import ChaosModelError
+from chaos_model.guard import ensure_injectable
 from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation, bind
 from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
@@ -51,6 +52,7 @@ def replay(
     steps: list[dict[str, Any]], stack: Stack, config: ChaosConfig | None = None
 ) -> ReplayOutcome:
     """Run ``steps`` once on ``stack``; say whether an invariant failed."""
+    ensure_injectable(stack)
     config = config or ChaosConfig(progress=False)
     machine_class = bind(
         stack, config, RunRecorder(progress=False, failures_dir=config.failures_dir)
@@ -74,6 +76,9 @@ def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:
     method = getattr(machine, name, None)
     if name not in RULES or method is None:
         raise BadProgram(f"unknown step {name!r}; known steps: {', '.join(sorted(RULES))}")
+    rule = getattr(getattr(type(machine), name), RULE_MARKER)
+    if not all(precondition(machine) for precondition in rule.preconditions):
+        return  # not applicable here (a shrunk program removed what it needed): skip it
     if name == "redeliver":
         args["update"] = machine.delivered[args["update"]]
     result = method(**args)

@@ -13,6 +13,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from chaos_model.config import ChaosConfig
+from chaos_model.guard import ensure_injectable
 from chaos_model.machine import bind
 from chaos_model.minimise import minimise
 from chaos_model.recorder import FailureRecord, RunRecorder, render_program, rewrite_steps
@@ -76,6 +77,7 @@ def run(
     out: TextIO | None = None,
     log_dirs: dict[str, Path] | None = None,
 ) -> RunReport:
+    ensure_injectable(stack)
     recorder = RunRecorder(
         max_time=config.max_time,
         progress=config.progress,

@@ -36,6 +36,10 @@ class DirectResult:
     error: str | None = None
 
 
+async def _quiet(error: Exception) -> None:
+    """nats-py prints every connection error; the model observes NATS going away on purpose."""
+
+
 def telegram_update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
     return {
         "update_id": update_id,
@@ -228,31 +232,52 @@ class PipelineTarget:
         )
 
     def quiescent(self) -> bool:
-        """Nothing left to do: outbox sent, consumer drained and acked, LLM idle, Telegram done."""
-        if not self.telegram.idle():
-            return False
+        """Nothing left to do: outbox sent, consumer drained and acked, no task running, LLM
+        idle, Telegram done."""
+        return not self.pending_work()
+
+    def pending_work(self) -> dict[str, Any]:
+        """What is still to be done, by kind (empty when the pipeline is quiescent)."""
+        pending: dict[str, Any] = {}
+        unfinished = len(self.telegram.unfinished())
+        if unfinished:
+            pending["telegram_deliveries"] = unfinished
         stats = self._http.get(f"{self.stack.endpoints.llm_url}/control/stats").json()
         if stats["in_flight"]:
-            return False
+            pending["llm_calls_in_flight"] = stats["in_flight"]
         status_url = self.stack.endpoints.worker_status_url
-        if status_url and self._http.get(status_url, timeout=1.0).json()["running"]:
-            return False
-        return self._loop.run(self._pipeline_idle(), timeout=3)
+        if status_url:
+            running = self._http.get(status_url, timeout=1.0).json()["running"]
+            if running:
+                pending["tasks_running"] = running
+        pending.update(self._loop.run(self._pipeline_pending(), timeout=3))
+        return pending
 
-    async def _pipeline_idle(self) -> bool:
+    async def _pipeline_pending(self) -> dict[str, int]:
         conn = await self._connection()
+        pending: dict[str, int] = {}
         unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         if unsent:
-            return False
+            pending["outbox_unsent"] = unsent
         if self._nats is None or not self._nats.is_connected:
             if self._nats is not None:
                 with contextlib.suppress(Exception):
                     await self._nats.close()
             self._nats = await nats.connect(
-                self.stack.endpoints.nats_url, connect_timeout=1, allow_reconnect=False
+                self.stack.endpoints.nats_url,
+                connect_timeout=1,
+                allow_reconnect=False,
+                error_cb=_quiet,
             )
-        info = await self._nats.jetstream().consumer_info(STREAM, DURABLE)
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+        try:
+            info = await self._nats.jetstream().consumer_info(STREAM, DURABLE)
+        except nats.js.errors.NotFoundError:
+            return pending  # no durable consumer (tasks over core NATS): nothing can be pending
+        if info.num_pending:
+            pending["jetstream_pending"] = info.num_pending
+        if info.num_ack_pending:
+            pending["jetstream_unacknowledged"] = info.num_ack_pending
+        return pending
 
     def wait_feeds_caught_up(self, deadline: float) -> None:
         """Reconnect dropped feeds (resuming) and wait until each has seen every stored event."""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
+
+from chaos_model._wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +70,64 @@ def test_replay_exit_codes_follow_the_verdict(tmp_path: Path) -> None:
     correct = chaos_model("replay", str(program), cwd=tmp_path)
     assert correct.returncode == 0, correct.stdout + correct.stderr
     assert "reproduced 0 of 1" in correct.stdout
+
+
+def _stack_processes(stack_dir: str) -> list[psutil.Process]:
+    """Processes that belong to the stack in ``stack_dir`` (by command line or environment)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            text = " ".join(proc.cmdline()) + " ".join(proc.environ().values())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if stack_dir in text:
+            found.append(proc)
+    return found
+
+
+def test_sigterm_heals_and_stops_a_run(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chaos_model.cli",
+            "run",
+            "--examples",
+            "200",
+            "--steps",
+            "20",
+            "--no-database",
+            "--failures-dir",
+            str(tmp_path / "failures"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    stack_dir = ""
+    try:
+        for line in proc.stderr:
+            if line.startswith("stack folder: "):
+                stack_dir = line.removeprefix("stack folder: ").strip()
+                break
+        assert stack_dir, "the run never printed its stack folder"
+        wait_until(
+            lambda: len(_stack_processes(stack_dir)) >= 6,
+            timeout=30,
+            what="the stack's processes to be visible",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_until(
+        lambda: not _stack_processes(stack_dir),
+        timeout=10,
+        what=f"every process of {stack_dir} to exit",
+    )
+    assert not Path(stack_dir).exists()

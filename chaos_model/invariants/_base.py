@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from chaos_model.history import History
 from chaos_model.observe import FeedObservation, Snapshot
@@ -62,6 +62,8 @@ class CheckContext:
     history: History = field(default_factory=History)
     #: liveness only: did the system quiesce before the deadline, and how long it took
     quiesced: bool | None = None
+    #: liveness only: what was still pending at the quiescence deadline
+    pending: dict[str, Any] = field(default_factory=dict)
     #: liveness only: seconds a fresh update took end to end after heal (None = never)
     recovery_seconds: float | None = None
     recovery_bound: float = 15.0

@@ -21,7 +21,10 @@ class Quiesces(Invariant):
     def violation(self, ctx: CheckContext) -> str | Unknown | None:
         if ctx.quiesced is None:
             return Unknown("quiescence was not awaited")
-        return None if ctx.quiesced else "work still pending at the quiescence deadline"
+        if ctx.quiesced:
+            return None
+        detail = ", ".join(f"{kind} {count}" for kind, count in sorted(ctx.pending.items()))
+        return f"work still pending at the quiescence deadline ({detail or 'unknown'})"
 
 
 class AcceptedUpdatesComplete(Invariant):

@@ -2,5 +2,16 @@
 
 from chaos_model.stack._base import LINKS, SERVICE_ORDER, Endpoints, Service, Stack
 from chaos_model.stack._local import LocalService, LocalStack
+from chaos_model.stack._remote import RemoteService, RemoteStack
 
-__all__ = ["LINKS", "SERVICE_ORDER", "Endpoints", "LocalService", "LocalStack", "Service", "Stack"]
+__all__ = [
+    "LINKS",
+    "SERVICE_ORDER",
+    "Endpoints",
+    "LocalService",
+    "LocalStack",
+    "RemoteService",
+    "RemoteStack",
+    "Service",
+    "Stack",
+]

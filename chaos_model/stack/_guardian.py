@@ -22,13 +22,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from chaos_model._wait import wait_until
+from chaos_model._wait import WaitTimeout, wait_until
 
 POLL_SECONDS = 0.1
 STATE_FILE = "guardian.json"
@@ -62,9 +63,20 @@ def kill_recorded(state: Mapping[str, Any]) -> list[int]:
         for proc in procs.values():
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 proc.send_signal(signum)
-    with contextlib.suppress(psutil.Error):
-        psutil.wait_procs(list(procs.values()), timeout=KILL_WAIT_SECONDS)
+    with contextlib.suppress(WaitTimeout):  # orphans are reaped by init; zombies count as gone
+        wait_until(
+            lambda: not any(_alive(proc) for proc in procs.values()),
+            timeout=KILL_WAIT_SECONDS,
+            what="the killed processes to exit",
+        )
     return sorted(procs)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def _read_state(path: Path) -> dict[str, Any] | None:
@@ -115,6 +127,7 @@ class Guardian:
         self.keep = keep
         self.state_path = stack_dir / STATE_FILE
         self._services: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         self._write()
         log = (stack_dir / "logs" / "guardian.log").open("ab")
         with log:
@@ -144,8 +157,9 @@ class Guardian:
             with contextlib.suppress(psutil.Error):
                 create_time = psutil.Process(pid).create_time()
             services[name] = {"pid": pid, "create_time": create_time}
-        self._services = services
-        self._write()
+        with self._lock:
+            self._services = services
+            self._write()
 
     def _write(self) -> None:
         state = {"owner": os.getpid(), "dir": str(self.dir), "keep": self.keep}

@@ -10,6 +10,7 @@ stops everything and leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -50,6 +51,10 @@ RESET_SQL = (
     " DELETE FROM telegram_updates; DELETE FROM processed; DELETE FROM attempts;"
     " DELETE FROM outbox;"
 )
+
+
+async def _quiet_nats_error(error: Exception) -> None:
+    """The stack's own NATS client sees NATS killed on purpose: nothing to print."""
 
 
 def free_port() -> int:
@@ -119,7 +124,8 @@ class LocalService:
         self.wait_ready()
 
     def stop(self) -> None:
-        self.process.stop()
+        """Stop cleanly: SIGTERM, or for PostgreSQL SIGINT (fast shutdown)."""
+        self.process.stop(signal.SIGINT if self.name == "postgres" else signal.SIGTERM)
 
     def wait_ready(self, timeout: float | None = None) -> None:
         seconds = self._ready_timeout if timeout is None else timeout
@@ -236,6 +242,9 @@ class LocalStack:
     def heal(self) -> list[str]:
         """Undo every fault: release failpoints, clear LLM faults, resume, restart. Wait ready."""
         healed: list[str] = []
+        with contextlib.suppress(OSError, ValueError):
+            armed = json.loads(self.failpoints.path.read_text() or "{}").get("armed") or {}
+            healed += [f"disarmed failpoint {name}" for name in sorted(armed)]
         self.failpoints.disarm_all()
         for name in SERVICE_ORDER:
             service = self._services[name]
@@ -491,8 +500,10 @@ class LocalStack:
             self._proxy_client = ProxyClient(self.endpoints.proxy_url, timeout=2.0)
         return self._proxy_client
 
-    def _service(self, *args: Any, **kwargs: Any) -> LocalService:
-        return LocalService(*args, on_start=self._record_pids, **kwargs)
+    def _service(
+        self, name: str, process: ManagedProcess, probe: Callable[[], bool], awaited: str
+    ) -> LocalService:
+        return LocalService(name, process, probe, awaited, on_start=self._record_pids)
 
     def _python_service(self, name: str, module: str, ports: dict[str, int]) -> LocalService:
         env = self._pipeline_env(ports)
@@ -614,7 +625,10 @@ class LocalStack:
                 with contextlib.suppress(Exception):
                     await self._nats.close()
             self._nats = await nats.connect(
-                self.endpoints.nats_url, connect_timeout=2, allow_reconnect=False
+                self.endpoints.nats_url,
+                connect_timeout=2,
+                allow_reconnect=False,
+                error_cb=_quiet_nats_error,
             )
         return self._nats
 
@@ -639,7 +653,9 @@ class LocalStack:
             return
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            raise SystemExit(128 + signum)
+            # KeyboardInterrupt, not SystemExit: Hypothesis treats SystemExit raised inside a
+            # test as a failure to shrink, but always lets KeyboardInterrupt through.
+            raise KeyboardInterrupt(f"signal {signum}")
 
         self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
 

@@ -6,6 +6,7 @@ No test here starts a stack: every ``run``/``replay`` invocation fails before th
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,7 +26,64 @@ def _bad_json(tmp_path: Path) -> list[str]:
     return ["replay", str(path)]
 
 
+def _descriptor(tmp_path: Path, **changes: object) -> str:
+    """A stack descriptor whose owner is not running: the guard must refuse it first."""
+    data = {
+        "started_by": "chaos-model",
+        "control_url": "http://127.0.0.1:9",
+        "failpoints_file": str(tmp_path / "failpoints.json"),
+        "endpoints": {
+            "database_url": "postgresql://postgres@127.0.0.1:1/postgres",
+            "nats_url": "nats://127.0.0.1:2",
+            "nats_monitor_url": "http://127.0.0.1:3",
+            "api_url": "http://127.0.0.1:4",
+            "llm_url": "http://127.0.0.1:5",
+            "webhook_secret": "s",
+        },
+        **changes,
+    }
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _foreign_stack(tmp_path: Path) -> list[str]:
+    return ["run", "--attach", _descriptor(tmp_path, started_by="ops")]
+
+
+def _remote_control(tmp_path: Path) -> list[str]:
+    return [
+        "replay",
+        str(_steps(tmp_path)),
+        "--attach",
+        _descriptor(tmp_path, control_url="http://10.9.8.7:80"),
+    ]
+
+
+def _steps(tmp_path: Path) -> Path:
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps({"steps": [{"rule": "read_back", "args": {}}]}))
+    return path
+
+
 USAGE_ERRORS: list[tuple[str, ArgvFactory, str]] = [
+    (
+        "attach-missing",
+        lambda _: ["run", "--attach", "/nonexistent"],
+        "/nonexistent: no such stack descriptor",
+    ),
+    ("attach-not-chaos-model", _foreign_stack, "refusing to inject faults: the remote stack"),
+    ("attach-remote-control", _remote_control, "the control endpoint '10.9.8.7'"),
+    (
+        "attach-with-bug",
+        lambda p: ["run", "--attach", _descriptor(p), "--bug", "ack_before_work"],
+        "--bug cannot be combined with --attach",
+    ),
+    (
+        "max-fault-duration-0",
+        lambda _: ["run", "--max-fault-duration", "0"],
+        "the max fault duration must be positive",
+    ),
     ("no-command", lambda _: [], "required: command"),
     ("unknown-command", lambda _: ["explode"], "invalid choice: 'explode'"),
     ("examples-0", lambda _: ["run", "--examples", "0"], "--examples: must be at least 1"),

@@ -15,8 +15,11 @@ from chaos_model.faults import (
     Fault,
     KillService,
     LLMFault,
+    NetworkToxic,
     NoFault,
+    Partition,
     PauseService,
+    StopService,
     TerminateConnections,
     fault_from_json,
 )
@@ -32,6 +35,12 @@ EXAMPLES: list[Fault] = [
     LLMFault("hang", seconds=None, calls=3, retry_after=2.5, delay=0.1),
     ArmFailpoint("worker.score.after_llm_before_commit"),
     ArmFailpoint("api.webhook.after_commit_before_response", action="hang", count=2),
+    StopService("postgres"),
+    Partition("api->postgres"),
+    NetworkToxic(
+        "worker->llm",
+        {"type": "latency", "stream": "downstream", "toxicity": 0.5, "attributes": {"latency": 10}},
+    ),
 ]
 
 

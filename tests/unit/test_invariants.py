@@ -89,12 +89,14 @@ def ctx(
     quiesced: bool | None = True,
     recovery_seconds: float | None = 1.5,
     recovery_bound: float = 15.0,
+    pending: dict[str, int] | None = None,
 ) -> CheckContext:
     return CheckContext(
         model=model if model is not None else healthy_model(),
         snapshot=snapshot if snapshot is not None else healthy_snapshot(),
         feeds=feeds if feeds is not None else [],
         quiesced=quiesced,
+        pending=pending or {},
         recovery_seconds=recovery_seconds,
         recovery_bound=recovery_bound,
     )
@@ -477,9 +479,10 @@ def test_kinds_are_safety_or_liveness() -> None:
 
 
 def test_result_str() -> None:
-    result = Quiesces().check(ctx(quiesced=False))
+    result = Quiesces().check(ctx(quiesced=False, pending={"outbox_unsent": 2}))
     assert str(result) == (
         "[liveness] quiesces_after_heal invalid: work still pending at the quiescence deadline"
+        " (outbox_unsent 2)"
     )
     assert str(Quiesces().check(ctx())) == "[liveness] quiesces_after_heal valid"
 
