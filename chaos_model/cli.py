@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(ALL_FAULT_KINDS),
         help=f"fault kinds to use, comma-separated (default all: {','.join(ALL_FAULT_KINDS)})",
     )
+    run.add_argument(
+        "--forbid", default="", help="fault kinds never to use, comma-separated (e.g. kill,stop)"
+    )
     run.add_argument("--max-concurrent-faults", type=_positive, default=2)
     run.add_argument(
         "--failpoints", default=None, help="only these failpoints, comma-separated (default all)"
@@ -217,11 +220,21 @@ def _open_stack(args: argparse.Namespace, *, keep: bool = False) -> LocalStack |
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chaos_model.config import ChaosConfig
+    from chaos_model.config import ALL_FAULT_KINDS, ChaosConfig
     from chaos_model.report import print_report
     from chaos_model.runner import run
 
-    faults = tuple(kind.strip() for kind in args.faults.split(",") if kind.strip())
+    forbidden = {kind.strip() for kind in args.forbid.split(",") if kind.strip()}
+    unknown = sorted(forbidden - set(ALL_FAULT_KINDS))
+    if unknown:
+        raise UsageError(f"--forbid: unknown fault kind(s) {', '.join(unknown)}")
+    faults = tuple(
+        kind.strip()
+        for kind in args.faults.split(",")
+        if kind.strip() and kind.strip() not in forbidden
+    )
+    if not faults:
+        raise UsageError("no fault kind left to use: check --faults and --forbid")
     try:
         config = ChaosConfig(
             examples=args.examples,

@@ -36,6 +36,10 @@ class ChaosConfig:
     database: bool = True
     progress: bool = True
     shrink: bool = True
+    #: seconds for shrinking on the real stack after Hypothesis's own shrinking
+    shrink_budget: float = 120.0
+    #: each example draws a few fault kinds to use (swarm testing)
+    swarm: bool = True
     #: a fault still applied after this long is healed by the owner's watchdog (attached runs)
     max_fault_seconds: float = 60.0
 

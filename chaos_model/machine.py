@@ -18,15 +18,23 @@ from typing import Any, ClassVar
 
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from chaos_model._wait import WaitTimeout, wait_until
-from chaos_model.config import ChaosConfig
+from chaos_model.config import ALL_FAULT_KINDS, ChaosConfig
 from chaos_model.errors import ServiceNotReady
 from chaos_model.faults import (
     ArmFailpoint,
     Fault,
     KillService,
+    LatencyRamp,
     LLMFault,
     NetworkToxic,
     Partition,
@@ -117,6 +125,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.results: list[Result] = []
         self.error: BaseException | None = None
         self.pending_at_deadline: dict[str, Any] = {}
+        self.enabled_faults = frozenset(self.config.faults)
         self.recorder.example_started(reset_seconds)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -130,7 +139,18 @@ class ChaosMachine(RuleBasedStateMachine):
         raise SafetyViolation(str(failed[0]))
 
     def _may_inject(self, kind: str) -> bool:
-        return kind in self.config.faults and len(self.active) < self.config.max_concurrent_faults
+        return kind in self.enabled_faults and len(self.active) < self.config.max_concurrent_faults
+
+    # ------------------------------------------------------------------ swarm
+    @initialize(kinds=st.sets(st.sampled_from(ALL_FAULT_KINDS), min_size=1, max_size=3))
+    def choose_faults(self, kinds: set[str]) -> None:
+        """Swarm testing: each example uses only a few fault kinds, so each kind gets many
+        more chances to meet the work it can break than in a uniform mix of all of them."""
+        self._record("choose_faults", kinds=sorted(kinds))
+        if self.config.swarm:
+            self.enabled_faults = frozenset(kinds) & frozenset(self.config.faults) or frozenset(
+                self.config.faults
+            )
 
     def _apply(self, key: str, fault: Fault) -> None:
         self.recorder.fault_applied(fault.kind)
@@ -270,8 +290,17 @@ class ChaosMachine(RuleBasedStateMachine):
         if f"link:{link}" not in self.active:
             self._apply(f"link:{link}", NetworkToxic(link, toxic))
 
+    @precondition(lambda self: self._may_inject("network"))
+    @rule(link=st.sampled_from(LINK_NAMES), latency_ms=st.sampled_from([500, 2000]))
+    def latency_ramp(self, link: str, latency_ms: int) -> None:
+        self._record("latency_ramp", link=link, latency_ms=latency_ms)
+        if f"link:{link}" not in self.active:
+            self._apply(f"link:{link}", LatencyRamp(link, latency_ms=latency_ms))
+
     @precondition(
-        lambda self: "terminate_connections" in self.config.faults and "postgres" not in self.active
+        lambda self: (
+            "terminate_connections" in self.enabled_faults and "postgres" not in self.active
+        )
     )
     @rule()
     def terminate_connections(self) -> None:

@@ -11,6 +11,7 @@ candidate is re-run (at most ``runs`` times) and kept only when it fails in a ma
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from chaos_model.config import ChaosConfig
@@ -31,17 +32,22 @@ FAULT_RULES = frozenset(
         "failpoint",
         "partition",
         "network",
+        "latency_ramp",
     }
 )
-NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all"}
+NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all", "choose_faults"}
 
 
-def minimise(steps: Steps, stack: Stack, runs: int = 3) -> Steps:
+def minimise(steps: Steps, stack: Stack, runs: int = 3, budget: float = 120.0) -> Steps:
+    """The smallest program found within ``budget`` seconds (the input if nothing smaller)."""
+    deadline = time.monotonic() + budget
     current = list(steps)
     for index in range(len(current)):
+        if time.monotonic() > deadline:
+            return current
         current = _move_fault_earlier(current, index, stack, runs)
     position = 0
-    while position < len(current) and len(current) > 1:
+    while position < len(current) and len(current) > 1 and time.monotonic() < deadline:
         candidate = without(current, position)
         if candidate is not None and fails_mostly(candidate, stack, runs):
             current = candidate

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hypothesis import reject
+from hypothesis.control import current_build_context
 
 from chaos_model.invariants import Result, Verdict
 
@@ -36,6 +37,7 @@ class FailureRecord:
 @dataclass
 class RunRecorder:
     max_time: float | None = None
+    shrink_budget: float = 120.0
     progress: bool = True
     out: TextIO = field(default_factory=lambda: sys.stderr)
     failures_dir: Path = field(default_factory=lambda: Path("chaos-failures"))
@@ -67,6 +69,14 @@ class RunRecorder:
         over_budget = self.max_time is not None and self.elapsed() > self.max_time
         if over_budget and self.first_failure is None:
             reject()  # out of time: let Hypothesis finish without running more examples
+        # Each shrink candidate costs seconds on a real stack: past the shrink budget, turn the
+        # remaining candidates down so Hypothesis reports what it has.
+        if (
+            self.first_failure_at is not None
+            and self.elapsed() - self.first_failure_at > self.shrink_budget
+            and not current_build_context().is_final
+        ):
+            reject()
 
     def example_started(self, reset_seconds: float) -> None:
         self.examples += 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hypothesis.stateful import RULE_MARKER
+from hypothesis.stateful import INITIALIZE_RULE_MARKER, RULE_MARKER
 
 from chaos_model.config import ChaosConfig
 from chaos_model.errors import ChaosModelError
@@ -16,7 +16,11 @@ from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation
 from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
 
-RULES = frozenset(name for name, value in vars(ChaosMachine).items() if hasattr(value, RULE_MARKER))
+RULES = frozenset(
+    name
+    for name, value in vars(ChaosMachine).items()
+    if hasattr(value, RULE_MARKER) or hasattr(value, INITIALIZE_RULE_MARKER)
+)
 
 
 class BadProgram(ChaosModelError):
@@ -76,8 +80,9 @@ def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:
     method = getattr(machine, name, None)
     if name not in RULES or method is None:
         raise BadProgram(f"unknown step {name!r}; known steps: {', '.join(sorted(RULES))}")
-    rule = getattr(getattr(type(machine), name), RULE_MARKER)
-    if not all(precondition(machine) for precondition in rule.preconditions):
+    rule = getattr(getattr(type(machine), name), RULE_MARKER, None)
+    preconditions = rule.preconditions if rule is not None else ()
+    if not all(precondition(machine) for precondition in preconditions):
         return  # not applicable here (a shrunk program removed what it needed): skip it
     if name == "redeliver":
         args["update"] = machine.delivered[args["update"]]

@@ -80,6 +80,7 @@ def run(
     ensure_injectable(stack)
     recorder = RunRecorder(
         max_time=config.max_time,
+        shrink_budget=config.shrink_budget,
         progress=config.progress,
         failures_dir=config.failures_dir,
         log_dirs=log_dirs or {},
@@ -130,7 +131,9 @@ def run(
             )
     if report.failure is not None and report.failure.steps:
         if config.shrink:
-            shrunk = minimise(report.failure.steps, stack, runs=config.replays)
+            shrunk = minimise(
+                report.failure.steps, stack, runs=config.replays, budget=config.shrink_budget
+            )
             if shrunk != report.failure.steps:
                 report.failure.steps = shrunk
                 if report.failure.directory is not None:

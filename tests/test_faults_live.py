@@ -12,6 +12,7 @@ from chaos_model._loop import ControlLoop
 from chaos_model._wait import wait_until
 from chaos_model.faults import (
     KillService,
+    LatencyRamp,
     LLMFault,
     NetworkToxic,
     NoFault,
@@ -103,6 +104,23 @@ def test_worker_llm_latency_slows_scoring(pipeline: LocalStack, api: Api) -> Non
     finally:
         fault.heal(pipeline)
     api.wait_stage([update["update_id"]])
+
+
+def test_latency_ramp_grows_then_heals(pipeline: LocalStack, api: Api) -> None:
+    fault = LatencyRamp("worker->llm", latency_ms=1000, ramp_seconds=1.0)
+
+    def latency() -> int:
+        toxics = pipeline.proxy.toxics("worker->llm")
+        return int(toxics[0].to_dict()["attributes"]["latency"]) if toxics else 0
+
+    fault.apply(pipeline)
+    try:
+        assert 0 < latency() < 1000, "the ramp starts low"
+        wait_until(lambda: latency() == 1000, timeout=5, what="the ramp to reach 1000 ms")
+    finally:
+        fault.heal(pipeline)
+    assert latency() == 0
+    _extracts(api)
 
 
 def test_worker_nats_partition_holds_work_until_heal(pipeline: LocalStack, api: Api) -> None:

@@ -3,6 +3,7 @@
 from chaos_model.faults._base import REGISTRY, Fault, fault_from_json
 from chaos_model.faults.failpoint import ArmFailpoint
 from chaos_model.faults.kill import KillService
+from chaos_model.faults.latency_ramp import LatencyRamp
 from chaos_model.faults.llm import LLMFault
 from chaos_model.faults.network import NetworkToxic
 from chaos_model.faults.noop import NoFault
@@ -17,6 +18,7 @@ __all__ = [
     "Fault",
     "KillService",
     "LLMFault",
+    "LatencyRamp",
     "NetworkToxic",
     "NoFault",
     "Partition",

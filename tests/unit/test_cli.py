@@ -89,6 +89,12 @@ USAGE_ERRORS: list[tuple[str, ArgvFactory, str]] = [
     ("examples-0", lambda _: ["run", "--examples", "0"], "--examples: must be at least 1"),
     ("faults-bogus", lambda _: ["run", "--faults", "bogus"], "unknown fault kind(s) bogus"),
     ("max-time-banana", lambda _: ["run", "--max-time", "banana"], "not a duration: 'banana'"),
+    ("forbid-unknown", lambda _: ["run", "--forbid", "bogus"], "unknown fault kind(s) bogus"),
+    (
+        "forbid-everything",
+        lambda _: ["run", "--faults", "kill", "--forbid", "kill"],
+        "no fault kind left to use",
+    ),
     ("bug-not-a-bug", lambda _: ["run", "--bug", "not_a_bug"], "invalid choice: 'not_a_bug'"),
     (
         "replay-missing",

@@ -14,6 +14,7 @@ from chaos_model.faults import (
     ArmFailpoint,
     Fault,
     KillService,
+    LatencyRamp,
     LLMFault,
     NetworkToxic,
     NoFault,
@@ -37,6 +38,7 @@ EXAMPLES: list[Fault] = [
     ArmFailpoint("api.webhook.after_commit_before_response", action="hang", count=2),
     StopService("postgres"),
     Partition("api->postgres"),
+    LatencyRamp("worker->llm", latency_ms=500, ramp_seconds=1.5),
     NetworkToxic(
         "worker->llm",
         {"type": "latency", "stream": "downstream", "toxicity": 0.5, "attributes": {"latency": 10}},
