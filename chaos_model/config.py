@@ -10,6 +10,7 @@ ALL_FAULT_KINDS = (
     "kill",
     "stop",
     "terminate_connections",
+    "refuse_connections",
     "llm",
     "failpoint",
     "partition",

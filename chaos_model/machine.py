@@ -39,6 +39,7 @@ from chaos_model.faults import (
     NetworkToxic,
     Partition,
     PauseService,
+    RefuseConnections,
     StopService,
     TerminateConnections,
 )
@@ -289,6 +290,13 @@ class ChaosMachine(RuleBasedStateMachine):
         self._record("network", link=link, toxic=toxic)
         if f"link:{link}" not in self.active:
             self._apply(f"link:{link}", NetworkToxic(link, toxic))
+
+    @precondition(lambda self: self._may_inject("refuse_connections"))
+    @rule()
+    def refuse_connections(self) -> None:
+        self._record("refuse_connections")
+        if "postgres" not in self.active:
+            self._apply("postgres", RefuseConnections())
 
     @precondition(lambda self: self._may_inject("network"))
     @rule(link=st.sampled_from(LINK_NAMES), latency_ms=st.sampled_from([500, 2000]))

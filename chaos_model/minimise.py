@@ -33,6 +33,7 @@ FAULT_RULES = frozenset(
         "partition",
         "network",
         "latency_ramp",
+        "refuse_connections",
     }
 )
 NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all", "choose_faults"}

@@ -3,8 +3,10 @@ checked from outside and its heal proven by an update that completes afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import asyncpg
 import pytest
 from helpers import Api, assert_processed_once, db_fetch, make_update
 
@@ -18,6 +20,7 @@ from chaos_model.faults import (
     NoFault,
     Partition,
     PauseService,
+    RefuseConnections,
     StopService,
     TerminateConnections,
 )
@@ -199,6 +202,45 @@ def test_kill_and_stop_postgres(pipeline: LocalStack, api: Api) -> None:
             timeout=5,
             what=f"the webhook to accept again after {fault.describe()}",
         )
+    _extracts(api)
+
+
+def test_refuse_connections_keeps_open_ones(pipeline: LocalStack, api: Api) -> None:
+    dsn = pipeline.endpoints.database_url
+
+    async def scenario() -> None:
+        held = await asyncpg.connect(dsn, timeout=2)
+        try:
+            fault = RefuseConnections()
+            fault.apply(pipeline)
+            try:
+
+                async def refused() -> bool:
+                    try:
+                        conn = await asyncpg.connect(dsn, timeout=2)
+                    except asyncpg.InvalidAuthorizationSpecificationError:
+                        return True
+                    await conn.close()
+                    return False
+
+                for _ in range(100):  # PostgreSQL rereads pg_hba.conf asynchronously on SIGHUP
+                    if await refused():
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("new connections were never refused")
+                assert await held.fetchval("SELECT 1") == 1, "an open connection must keep working"
+            finally:
+                fault.heal(pipeline)
+        finally:
+            await held.close()
+
+    asyncio.run(scenario())
+    wait_until(
+        lambda: api.post_update(make_update()).is_success,
+        timeout=5,
+        what="the webhook to work after connections are accepted again",
+    )
     _extracts(api)
 
 

@@ -43,6 +43,12 @@ from pipeline_app.failpoints import FailpointFile
 
 READY_TIMEOUT = 20.0
 HEAL_ROUNDS = 3
+REFUSING_HBA = (
+    "# chaos-model: new connections refused for a while\n"
+    "local all all trust\n"
+    "host all all 0.0.0.0/0 reject\n"
+    "host all all ::/0 reject\n"
+)
 STREAM = "pipeline"
 DURABLE = "pipeline-worker"
 WEBHOOK_SECRET = "chaos-model-local-secret"
@@ -188,6 +194,7 @@ class LocalStack:
         self._endpoints: Endpoints | None = None
         self._ports: dict[str, int] = {}
         self._proxy_client: ProxyClient | None = None
+        self._original_hba: str | None = None
         self._started = False
         self._guardian: Guardian | None = None
         self._previous_sigterm: Any = None
@@ -256,6 +263,9 @@ class LocalStack:
                 healed.append("cleared LLM fault")
             self._http.delete(f"{self.endpoints.llm_url}/control/fault")
         healed += self._clear_toxics()
+        if self._original_hba is not None:
+            self.refuse_new_db_connections(False)
+            healed.append("postgres accepts connections again")
         # A process may still be on its way down when heal starts (a failpoint that just fired):
         # restart whatever is not running, wait, and go round again if something exited meanwhile.
         for round_ in range(HEAL_ROUNDS):
@@ -293,6 +303,26 @@ class LocalStack:
                 service.start()
                 restarted.append(f"restarted {name}")
         return restarted
+
+    def refuse_new_db_connections(self, refuse: bool) -> None:
+        """Make PostgreSQL reject new TCP connections (pg_hba ``reject``) or accept them again.
+
+        Open connections are untouched, as when a database hits its connection limit or an
+        administrator locks clients out. PostgreSQL rereads pg_hba.conf on SIGHUP.
+        """
+        hba = self.dir / "pgdata" / "pg_hba.conf"
+        if refuse:
+            if self._original_hba is None:
+                self._original_hba = hba.read_text()
+            hba.write_text(REFUSING_HBA)  # in place: keeps the postgres owner and mode
+        elif self._original_hba is not None:
+            hba.write_text(self._original_hba)
+            self._original_hba = None
+        else:
+            return
+        pid = self._services["postgres"].process.pid
+        if pid is not None and self._services["postgres"].is_running():
+            os.kill(pid, signal.SIGHUP)
 
     def reset(self) -> float:
         """Return to an empty, healthy pipeline between examples; return the seconds it took."""

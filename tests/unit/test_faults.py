@@ -20,6 +20,7 @@ from chaos_model.faults import (
     NoFault,
     Partition,
     PauseService,
+    RefuseConnections,
     StopService,
     TerminateConnections,
     fault_from_json,
@@ -37,6 +38,7 @@ EXAMPLES: list[Fault] = [
     ArmFailpoint("worker.score.after_llm_before_commit"),
     ArmFailpoint("api.webhook.after_commit_before_response", action="hang", count=2),
     StopService("postgres"),
+    RefuseConnections(),
     Partition("api->postgres"),
     LatencyRamp("worker->llm", latency_ms=500, ramp_seconds=1.5),
     NetworkToxic(
