@@ -32,8 +32,12 @@ from pipeline_app.bugs import KNOWN_BUGS
 EXAMPLE_CAP = 100_000  # the time budget, not the example count, ends a run
 
 
-def _config(seed: int, budget: float, failures: Path, steps: int) -> ChaosConfig:
+SHRINK_BUDGET = 60.0
+
+
+def _config(seed: int, budget: float, failures: Path, steps: int, shrink: float) -> ChaosConfig:
     return ChaosConfig(
+        shrink_budget=shrink,
         examples=EXAMPLE_CAP,
         steps=steps,
         seed=seed,
@@ -88,12 +92,15 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def detect(bugs: list[str], seeds: int, budget: float, steps: int, out: Path) -> dict[str, Any]:
+def detect(
+    bugs: list[str], seeds: int, budget: float, steps: int, out: Path, shrink: float
+) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for bug in bugs:
         with LocalStack(bugs=(bug,)) as stack:
             for seed in range(1, seeds + 1):
-                report = run(stack, _config(seed, budget, out, steps), log_dirs=stack.log_paths())
+                config = _config(seed, budget, out, steps, shrink)
+                report = run(stack, config, log_dirs=stack.log_paths())
                 result = _bug_result(bug, seed, report)
                 results.append(result)
                 _say(
@@ -110,11 +117,12 @@ def detect(bugs: list[str], seeds: int, budget: float, steps: int, out: Path) ->
     return {"bugs": results}
 
 
-def correct(seeds: int, budget: float, steps: int, out: Path) -> dict[str, Any]:
+def correct(seeds: int, budget: float, steps: int, out: Path, shrink: float) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     with LocalStack() as stack:
         for seed in range(1, seeds + 1):
-            report = run(stack, _config(seed, budget, out, steps), log_dirs=stack.log_paths())
+            config = _config(seed, budget, out, steps, shrink)
+            report = run(stack, config, log_dirs=stack.log_paths())
             runs.append(
                 {
                     "seed": seed,
@@ -132,11 +140,10 @@ def correct(seeds: int, budget: float, steps: int, out: Path) -> dict[str, Any]:
     return {"correct": runs}
 
 
-def soak(seconds: float, steps: int, out: Path) -> dict[str, Any]:
+def soak(seconds: float, steps: int, out: Path, shrink: float) -> dict[str, Any]:
     with LocalStack() as stack:
-        report = run(
-            stack, _config(int(time.time()), seconds, out, steps), log_dirs=stack.log_paths()
-        )
+        config = _config(int(time.time()), seconds, out, steps, shrink)
+        report = run(stack, config, log_dirs=stack.log_paths())
         return {
             "soak": {
                 "seconds": seconds,
@@ -200,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps per example")
     parser.add_argument("--soak", type=parse_duration, default=None, help="e.g. 30m")
     parser.add_argument("--out", default="detect.json", help="file name under bench/results/")
+    parser.add_argument(
+        "--shrink-budget", type=parse_duration, default=SHRINK_BUDGET, help="per found bug"
+    )
     args = parser.parse_args(argv)
     bugs = [name.strip() for name in args.bugs.split(",") if name.strip()]
     unknown = sorted(set(bugs) - set(KNOWN_BUGS))
@@ -208,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     failures = Path(tempfile.mkdtemp(prefix="chaos-detect-"))
     data: dict[str, Any] = {"machine": machine_info(), "budget_seconds": args.budget}
     if args.soak is not None:
-        data.update(soak(args.soak, args.steps, failures))
+        data.update(soak(args.soak, args.steps, failures, args.shrink_budget))
     else:
-        data.update(detect(bugs, args.seeds, args.budget, args.steps, failures))
-        data.update(correct(1, args.budget, args.steps, failures))
+        data.update(detect(bugs, args.seeds, args.budget, args.steps, failures, args.shrink_budget))
+        data.update(correct(1, args.budget, args.steps, failures, args.shrink_budget))
     path = write_json(args.out, data)
     print_table(data)
     print(f"\nwritten to {path}")
