@@ -64,6 +64,7 @@ def _bug_result(bug: str, seed: int, report: RunReport) -> dict[str, Any]:
         "reproduced": report.reproduced,
         "replays": report.replays,
         "elapsed": round(report.elapsed, 2),
+        "error": report.hypothesis_error if failure is None or failure.kinds == ["error"] else None,
     }
 
 

@@ -127,6 +127,8 @@ class ChaosMachine(RuleBasedStateMachine):
         self.error: BaseException | None = None
         self.pending_at_deadline: dict[str, Any] = {}
         self.enabled_faults = frozenset(self.config.faults)
+        self.opened_feeds: set[str] = set()
+        self.findings: list[Result] = []
         self.recorder.example_started(reset_seconds)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -135,9 +137,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.recorder.step()
 
     def _violate(self, invariant: str, detail: str) -> None:
-        failed = [Result(invariant, "safety", Verdict.INVALID, detail)]
-        self.recorder.violation(failed)
-        raise SafetyViolation(str(failed[0]))
+        self._found([Result(invariant, "safety", Verdict.INVALID, detail)])
 
     def _may_inject(self, kind: str) -> bool:
         return kind in self.enabled_faults and len(self.active) < self.config.max_concurrent_faults
@@ -247,12 +247,16 @@ class ChaosMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(FEEDS))
     def open_feed(self, name: str) -> None:
         self._record("open_feed", name=name)
+        self.opened_feeds.add(name)
         self.target.feed_open(name)
 
-    @precondition(lambda self: any(self.target.feed_alive(name) for name in FEEDS))
+    # Preconditions read only the model's own state, never the live system: Hypothesis must
+    # see the same choices when it replays a choice sequence.
+    @precondition(lambda self: bool(self.opened_feeds))
     @rule(name=st.sampled_from(FEEDS))
     def drop_feed(self, name: str) -> None:
         self._record("drop_feed", name=name)
+        self.opened_feeds.discard(name)
         self.target.feed_drop(name)
 
     # ------------------------------------------------------------------ faults
@@ -380,11 +384,21 @@ class ChaosMachine(RuleBasedStateMachine):
         if snapshot is not None:
             for row in snapshot.messages:
                 self.model.seen_stage[row.id] = row.stage
-        failed = _failed(results)
-        if failed:
-            self.results = results
-            self.recorder.violation(failed)
-            raise SafetyViolation("\n".join(str(result) for result in failed))
+        self._found(_failed(results))
+
+    def _found(self, failed: list[Result]) -> None:
+        """Keep the first sighting of each violated invariant; report them all at teardown.
+
+        Raising at once would end the example at whichever step the violation happened to
+        become visible, which on a real system varies from run to run; Hypothesis would then
+        see one choice sequence draw differently and give up on it.
+        """
+        known = {finding.invariant for finding in self.findings}
+        for result in failed:
+            if result.invariant not in known:
+                known.add(result.invariant)
+                detail = f"after step {len(self.steps)}: {result.detail}"
+                self.findings.append(Result(result.invariant, result.kind, result.verdict, detail))
 
     def teardown(self) -> None:
         # Hypothesis calls teardown in a ``finally``: an exception in flight means a step failed.
@@ -395,13 +409,19 @@ class ChaosMachine(RuleBasedStateMachine):
             else:
                 self._heal_after_error(in_flight)
         finally:
+            failure = in_flight or sys.exc_info()[1]
             self.target.close()
             self.recorder.example_finished(self)
+            if _is_finding(failure):
+                # Whatever the failure left inside the app (a dead pool, a stuck task) must not
+                # decide the next example: start it from fresh app processes.
+                restart_app = getattr(self.stack, "restart_app", None)
+                if restart_app is not None:
+                    restart_app()
 
     def _heal_after_error(self, error: BaseException) -> None:
         # Hypothesis's own control flow (StopTest, rejected assumptions) is not a finding.
-        control_flow = not isinstance(error, Exception) or isinstance(error, HypothesisException)
-        if not control_flow and not isinstance(error, SafetyViolation | LivenessViolation):
+        if _is_finding(error) and not isinstance(error, SafetyViolation | LivenessViolation):
             self.recorder.error(error)
         try:
             self._heal_everything()
@@ -474,7 +494,8 @@ class ChaosMachine(RuleBasedStateMachine):
         )
         results = [inv.check(ctx) for inv in SAFETY + LIVENESS]
         self.results = results
-        failed = _failed(results)
+        self._found(_failed(results))
+        failed = self.findings
         if failed:
             self.recorder.violation(failed)
             kind = SafetyViolation if any(r.kind == "safety" for r in failed) else LivenessViolation
@@ -499,6 +520,11 @@ class ChaosMachine(RuleBasedStateMachine):
         finally:
             self.model.sent[update_id] = 999
         return time.monotonic() - began
+
+
+def _is_finding(error: BaseException | None) -> bool:
+    """A violation or an unexpected error, as opposed to Hypothesis's own control flow."""
+    return isinstance(error, Exception) and not isinstance(error, HypothesisException)
 
 
 def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[ChaosMachine]:

@@ -4,9 +4,9 @@ Hypothesis shrinks by re-running candidates once; on a real stack a timing race 
 candidate pass or fail by chance, so its result is only as reproducible as the race. Here every
 candidate is re-run (at most ``runs`` times) and kept only when it fails in a majority of runs:
 
-1. move each fault step as early as it will go past operations (a fault armed before the work it
-   hits turns a race into a deterministic step);
-2. delete steps one at a time.
+1. delete steps: halves first, then smaller and smaller chunks, down to single steps (ddmin);
+2. move each fault step as early as it will go past operations (a fault armed before the work it
+   hits turns a race into a deterministic step), and delete again if that helped.
 """
 
 from __future__ import annotations
@@ -42,18 +42,33 @@ NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all", "choose_faults"}
 def minimise(steps: Steps, stack: Stack, runs: int = 3, budget: float = 120.0) -> Steps:
     """The smallest program found within ``budget`` seconds (the input if nothing smaller)."""
     deadline = time.monotonic() + budget
-    current = list(steps)
-    for index in range(len(current)):
+    current = _delete_chunks(list(steps), stack, runs, deadline)
+    moved = current
+    for index in range(len(moved)):
         if time.monotonic() > deadline:
-            return current
-        current = _move_fault_earlier(current, index, stack, runs)
-    position = 0
-    while position < len(current) and len(current) > 1 and time.monotonic() < deadline:
-        candidate = without(current, position)
-        if candidate is not None and fails_mostly(candidate, stack, runs):
-            current = candidate
+            return moved
+        moved = _move_fault_earlier(moved, index, stack, runs)
+    return moved if moved == current else _delete_chunks(moved, stack, runs, deadline)
+
+
+def _delete_chunks(steps: Steps, stack: Stack, runs: int, deadline: float) -> Steps:
+    """ddmin: try deleting halves, then quarters, ... down to single steps."""
+    current = steps
+    chunks = 2
+    while len(current) > 1 and time.monotonic() < deadline:
+        size = max(1, len(current) // chunks)
+        for start in range(0, len(current), size):
+            if time.monotonic() >= deadline:
+                return current
+            candidate = _without_range(current, start, start + size)
+            if candidate and fails_mostly(candidate, stack, runs):
+                current = candidate
+                chunks = max(chunks - 1, 2)
+                break
         else:
-            position += 1
+            if size == 1:
+                return current
+            chunks = min(len(current), chunks * 2)
     return current
 
 
@@ -68,6 +83,15 @@ def _move_fault_earlier(steps: Steps, index: int, stack: Stack, runs: int) -> St
     # Only fault steps move, so deliveries keep their order and redelivery indexes stay valid.
     candidate = [*steps[:target], steps[index], *steps[target:index], *steps[index + 1 :]]
     return candidate if fails_mostly(candidate, stack, runs) else steps
+
+
+def _without_range(steps: Steps, start: int, stop: int) -> Steps | None:
+    current: Steps | None = steps
+    for index in reversed(range(start, min(stop, len(steps)))):
+        if current is None:
+            return None
+        current = without(current, index)
+    return current
 
 
 def without(steps: Steps, index: int) -> Steps | None:

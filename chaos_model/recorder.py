@@ -15,13 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hypothesis import reject
 from hypothesis.control import current_build_context
 
 from chaos_model.invariants import Result, Verdict
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
+
+
+class BudgetSpent(KeyboardInterrupt):
+    """Stops a Hypothesis run at once when a time budget is spent.
+
+    Hypothesis lets a KeyboardInterrupt through untouched. Any other way of ending examples
+    early (rejecting them, raising) makes it see a choice sequence it already knows draw less
+    than before, and it gives up with FlakyStrategyDefinition.
+    """
 
 
 @dataclass
@@ -66,17 +74,17 @@ class RunRecorder:
 
     # ------------------------------------------------------------------ hooks from the machine
     def before_example(self) -> None:
-        over_budget = self.max_time is not None and self.elapsed() > self.max_time
-        if over_budget and self.first_failure is None:
-            reject()  # out of time: let Hypothesis finish without running more examples
-        # Each shrink candidate costs seconds on a real stack: past the shrink budget, turn the
-        # remaining candidates down so Hypothesis reports what it has.
+        out_of_time = self.max_time is not None and self.elapsed() > self.max_time
+        if out_of_time and self.first_failure is None:
+            raise BudgetSpent(f"the run's {self.max_time:.0f} s are spent")
+        # Each shrink candidate costs seconds on a real stack: past the shrink budget, stop
+        # Hypothesis; the smallest failure so far is the last one recorded.
         if (
             self.first_failure_at is not None
             and self.elapsed() - self.first_failure_at > self.shrink_budget
             and not current_build_context().is_final
         ):
-            reject()
+            raise BudgetSpent(f"the shrink budget of {self.shrink_budget:.0f} s is spent")
 
     def example_started(self, reset_seconds: float) -> None:
         self.examples += 1

@@ -55,7 +55,11 @@ def load_steps(path: Path) -> list[dict[str, Any]]:
 def replay(
     steps: list[dict[str, Any]], stack: Stack, config: ChaosConfig | None = None
 ) -> ReplayOutcome:
-    """Run ``steps`` once on ``stack``; say whether an invariant failed."""
+    """Run ``steps`` once on ``stack``; say whether an invariant failed.
+
+    Like every example, it starts from a reset stack, and a failing run restarts the
+    application processes afterwards (see ``ChaosMachine.teardown``).
+    """
     ensure_injectable(stack)
     config = config or ChaosConfig(progress=False)
     machine_class = bind(

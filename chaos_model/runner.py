@@ -16,7 +16,13 @@ from chaos_model.config import ChaosConfig
 from chaos_model.guard import ensure_injectable
 from chaos_model.machine import bind
 from chaos_model.minimise import minimise
-from chaos_model.recorder import FailureRecord, RunRecorder, render_program, rewrite_steps
+from chaos_model.recorder import (
+    BudgetSpent,
+    FailureRecord,
+    RunRecorder,
+    render_program,
+    rewrite_steps,
+)
 from chaos_model.replay import replay
 from chaos_model.stack import Stack
 
@@ -93,8 +99,10 @@ def run(
     error: BaseException | None = None
     try:
         run_state_machine_as_test(machine_class, settings=hypothesis_settings(config))
+    except BudgetSpent:
+        pass  # the time budget, or the shrink budget, is spent: report what was found
     except Unsatisfiable:
-        pass  # every example after the time budget was skipped
+        pass
     except (AssertionError, Flaky, Exception) as caught:  # noqa: BLE001 - reported below
         error = caught
     finally:

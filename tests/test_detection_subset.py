@@ -31,7 +31,7 @@ def test_the_model_finds_the_bug(bug: str, tmp_path: Path) -> None:
         steps=10,
         seed=1,
         max_time=60,
-        shrink_budget=30,
+        shrink_budget=60,
         database=False,
         progress=False,
         failures_dir=tmp_path,

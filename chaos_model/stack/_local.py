@@ -43,6 +43,7 @@ from pipeline_app.failpoints import FailpointFile
 
 READY_TIMEOUT = 20.0
 HEAL_ROUNDS = 3
+APP_SERVICES = ("api", "worker")
 REFUSING_HBA = (
     "# chaos-model: new connections refused for a while\n"
     "local all all trust\n"
@@ -303,6 +304,15 @@ class LocalStack:
                 service.start()
                 restarted.append(f"restarted {name}")
         return restarted
+
+    def restart_app(self) -> None:
+        """Restart the application processes (API and worker): a fresh start for a replay."""
+        for name in APP_SERVICES:
+            self._services[name].process.kill()
+        for name in APP_SERVICES:
+            self._services[name].start()
+        for name in APP_SERVICES:
+            self._services[name].wait_ready()
 
     def refuse_new_db_connections(self, refuse: bool) -> None:
         """Make PostgreSQL reject new TCP connections (pg_hba ``reject``) or accept them again.
