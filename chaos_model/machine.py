@@ -123,8 +123,6 @@ class ChaosMachine(RuleBasedStateMachine):
         self.steps: list[dict[str, Any]] = []
         self.delivered: list[int] = []
         self.bodies: dict[int, dict[str, Any]] = {}
-        self.results: list[Result] = []
-        self.error: BaseException | None = None
         self.pending_at_deadline: dict[str, Any] = {}
         self.enabled_faults = frozenset(self.config.faults)
         self.opened_feeds: set[str] = set()
@@ -493,7 +491,6 @@ class ChaosMachine(RuleBasedStateMachine):
             recovery_bound=self.config.recovery_bound,
         )
         results = [inv.check(ctx) for inv in SAFETY + LIVENESS]
-        self.results = results
         self._found(_failed(results))
         failed = self.findings
         if failed:
