@@ -404,8 +404,11 @@ class ChaosMachine(RuleBasedStateMachine):
         try:
             if in_flight is None:
                 self._check_liveness()
-            else:
+            elif not isinstance(in_flight, KeyboardInterrupt):
                 self._heal_after_error(in_flight)
+            # On Ctrl-C, SIGTERM or a spent budget nothing is healed here: the run is ending, and
+            # stopping a local stack ends every fault with it, while an attached stack's owner
+            # heals the faults its lease still lists.
         finally:
             failure = in_flight or sys.exc_info()[1]
             self.target.close()

@@ -121,7 +121,7 @@ def test_sigterm_heals_and_stops_a_run(tmp_path: Path) -> None:
             what="the stack's processes to be visible",
         )
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) != 0
+        assert proc.wait(timeout=120) != 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -43,6 +44,7 @@ from pipeline_app.failpoints import FailpointFile
 
 READY_TIMEOUT = 20.0
 HEAL_ROUNDS = 3
+PORT_FLOOR = 20000
 APP_SERVICES = ("api", "worker")
 REFUSING_HBA = (
     "# chaos-model: new connections refused for a while\n"
@@ -64,11 +66,38 @@ async def _quiet_nats_error(error: Exception) -> None:
     """The stack's own NATS client sees NATS killed on purpose: nothing to print."""
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A free loopback port below the ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the range it also uses for outgoing
+    connections, so between choosing it and the service binding it, any client (the proxy's
+    upstream connections, a database pool) may take it; ports below that range are only ever
+    taken on purpose.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randint(PORT_FLOOR, max(PORT_FLOOR + 1000, low - 1))
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise StackError("no free loopback port found below the ephemeral port range")
 
 
 def _service_user() -> str | None:
