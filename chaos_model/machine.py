@@ -78,6 +78,7 @@ TOXICS: tuple[dict[str, Any], ...] = (
 MALFORMED_KINDS = ("not_json", "not_object", "missing_fields", "wrong_types", "oversized")
 FORGED_SECRET = "forged-secret"
 FAILPOINT_SETTLE_SECONDS = 3.0
+FEED_CATCH_UP_SECONDS = 5.0
 #: longer than the pipeline's whole retry budget (10 attempts, backoff capped at 2 s)
 PERMANENT_FAULT_SETTLE_SECONDS = 30.0
 LONG_TEXT = "long message " * 300
@@ -481,7 +482,7 @@ class ChaosMachine(RuleBasedStateMachine):
         recovery = self._recovery_probe()
         self.model.accepted = self.target.telegram.accepted_ids()
         self.model.retrying = self.target.telegram.retrying_ids()
-        self.target.wait_feeds_caught_up(time.monotonic() + 5)
+        self.target.wait_feeds_caught_up(FEED_CATCH_UP_SECONDS)
         snapshot = self._snapshot()
         ctx = CheckContext(
             self.model,
