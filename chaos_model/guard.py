@@ -6,7 +6,8 @@
 * the stack was started by chaos-model (a :class:`~chaos_model.stack.LocalStack`, or a
   :class:`~chaos_model.stack.RemoteStack` whose descriptor says ``"started_by":
   "chaos-model"``), or ``CHAOS_MODEL_TEST_ENVIRONMENT=1`` marks an externally managed stack as a
-  test environment; and
+  test environment, or the stack says it is one (``test_environment``: a compose project whose
+  containers all carry the ``com.chaos-model.test-environment`` label); and
 * every endpoint host (database, NATS, API, LLM, the control URL, any other ``*_url``) is a
   loopback address: 127.0.0.0/8, ::1 or ``localhost``. The variable does not lift this one.
 """
@@ -77,7 +78,8 @@ def _urls(stack: Any) -> dict[str, str]:
 def ensure_injectable(stack: Any) -> None:
     """Raise :class:`UnsafeTarget` (one line) unless faults may be injected into ``stack``."""
     started_by = getattr(stack, "started_by", None)
-    if started_by != STARTED_BY and os.environ.get(ENV_VAR) != "1":
+    labelled = getattr(stack, "test_environment", False) is True
+    if started_by != STARTED_BY and not labelled and os.environ.get(ENV_VAR) != "1":
         who = f"started by {started_by!r}" if started_by else "not started by chaos-model"
         raise UnsafeTarget(
             f"refusing to inject faults: the {getattr(stack, 'backend', '?')} stack was {who};"

@@ -1,0 +1,146 @@
+"""The compose stack's guardian: brings the project down when its owner dies without stopping it.
+
+Like :mod:`chaos_model.stack._guardian` (whose helpers it uses), it runs in a session of its own
+and polls its parent. When the owner is gone, even after SIGKILL, it kills the host processes the
+owner recorded (the fault proxy), unpauses the project's containers and runs ``compose down``
+(containers, networks and volumes), then removes the stack folder. A normal
+:meth:`ComposeStack.stop` dismisses it by deleting the state file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from chaos_model._wait import wait_until
+from chaos_model.stack._guardian import (
+    KILL_WAIT_SECONDS,
+    POLL_SECONDS,
+    _owner_alive,
+    _read_state,
+    kill_recorded,
+)
+
+STATE_FILE = "compose-guardian.json"
+DOWN_SECONDS = 120
+
+
+def bring_down(project: str, command: Sequence[str], env: Mapping[str, str]) -> None:
+    """Unpause every container of ``project``, then ``compose down -v``: nothing stays frozen."""
+    with contextlib.suppress(Exception):
+        from chaos_model.stack._docker import docker_client, project_containers
+
+        client = docker_client()
+        for container in project_containers(client, project):
+            if container.status == "paused":
+                container.unpause()
+        client.close()
+    subprocess.run(
+        [*command, "-p", project, "down", "-v", "--remove-orphans", "-t", "2"],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=DOWN_SECONDS,
+        check=False,
+    )
+
+
+def guard(owner: int, state_path: Path) -> int:
+    wait_until(
+        lambda: not _owner_alive(owner) or not state_path.exists(),
+        timeout=math.inf,
+        what="the owner to exit or dismiss the guardian",
+        interval=POLL_SECONDS,
+        max_interval=POLL_SECONDS,
+    )
+    state = _read_state(state_path)
+    if state is None:
+        return 0
+    killed = kill_recorded(state)
+    bring_down(state["project"], state["command"], state["env"])
+    print(
+        f"guardian: owner {owner} is gone; killed {len(killed)} process(es),"
+        f" brought compose project {state['project']} down",
+        flush=True,
+    )
+    if state.get("dir") and not state.get("keep", False):
+        shutil.rmtree(state["dir"], ignore_errors=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos_model.stack._compose_guardian")
+    parser.add_argument("--owner", type=int, required=True)
+    parser.add_argument("--state", type=Path, required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return guard(args.owner, args.state)
+
+
+class ComposeGuardian:
+    """The owner's handle: spawn the guardian, record what it must clean up, dismiss it."""
+
+    def __init__(self, stack_dir: Path, state: Mapping[str, Any]) -> None:
+        self.state_path = stack_dir / STATE_FILE
+        self._state = {"owner": os.getpid(), "dir": str(stack_dir), **state, "services": {}}
+        self._write()
+        with (stack_dir / "logs" / "guardian.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chaos_model.stack._compose_guardian",
+                    "--owner",
+                    str(os.getpid()),
+                    "--state",
+                    str(self.state_path),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def record(self, pids: Mapping[str, int | None]) -> None:
+        import psutil
+
+        services: dict[str, dict[str, Any]] = {}
+        for name, pid in pids.items():
+            if pid is None:
+                continue
+            create_time: float | None = None
+            with contextlib.suppress(psutil.Error):
+                create_time = psutil.Process(pid).create_time()
+            services[name] = {"pid": pid, "create_time": create_time}
+        self._state["services"] = services
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.state_path.with_name(f".{STATE_FILE}.tmp")
+        tmp.write_text(json.dumps(self._state))
+        tmp.replace(self.state_path)
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path.unlink()
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=KILL_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
