@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from chaos_model.stack import LocalStack, RemoteStack
+    from chaos_model.stack import ComposeStack, LocalStack, RemoteStack
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_STACK = 0, 1, 2, 3
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATE_FILE",
         help="drive the stack `chaos-model stack up` owns (its state file), not a fresh one",
     )
+    _add_backend(run)
     run.add_argument(
         "--max-fault-duration",
         type=parse_duration,
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATE_FILE",
         help="replay on the stack `chaos-model stack up` owns instead of a fresh one",
     )
+    _add_backend(replay)
 
     commands.add_parser("invariants", help="print every invariant with its statement")
 
@@ -132,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--control-port", type=int, default=0, help="loopback port of the control API (default any)"
     )
     return parser
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("local", "compose"),
+        default="local",
+        help="the stack to start: local processes (default) or compose.test.yml under Docker"
+        " (images from scripts/build-images)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,9 +202,36 @@ def _start_stack(bugs: list[str], keep: bool = False):  # type: ignore[no-untype
     return stack
 
 
-def _open_stack(args: argparse.Namespace, *, keep: bool = False) -> LocalStack | RemoteStack | None:
-    """A fresh local stack, or (``--attach``) the stack another process owns; None if neither
-    could be had (the reason is printed)."""
+def _start_compose_stack(bugs: list[str], keep: bool = False) -> ComposeStack | None:
+    from chaos_model.errors import StackError
+    from chaos_model.stack import ComposeStack
+
+    stack = ComposeStack(bugs=tuple(bugs), keep_dir=keep)
+    print("starting the compose stack ...", file=sys.stderr, flush=True)
+    try:
+        stack.start()
+    except StackError as error:
+        print(f"chaos-model: the stack did not start: {error}", file=sys.stderr)
+        return None
+    print(
+        f"stack ready in {stack.start_seconds:.1f}s (compose project {stack.project})"
+        f"\nstack folder: {stack.dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return stack
+
+
+def _open_stack(
+    args: argparse.Namespace, *, keep: bool = False
+) -> LocalStack | ComposeStack | RemoteStack | None:
+    """A fresh local or compose stack, or (``--attach``) the stack another process owns; None if
+    none could be had (the reason is printed)."""
+    backend = getattr(args, "backend", "local")
+    if args.attach is not None and backend != "local":
+        raise UsageError("--attach drives the stack another process owns: drop --backend")
+    if backend == "compose":
+        return _start_compose_stack(args.bug, keep=keep)
     if args.attach is None:
         stack: LocalStack | None = _start_stack(args.bug, keep=keep)
         return stack

@@ -27,7 +27,10 @@ PROFILES: dict[str, dict[str, int]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chaos-model", "chaos-model: stateful chaos testing")
     group.addoption(
-        "--chaos-backend", default="local", choices=["local"], help="stack backend (local)"
+        "--chaos-backend",
+        default="local",
+        choices=["local", "compose"],
+        help="stack backend: local processes (default) or compose.test.yml under Docker",
     )
     group.addoption("--chaos-examples", type=int, default=None, help="examples per chaos test")
     group.addoption("--chaos-steps", type=int, default=None, help="steps per example")
@@ -55,8 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    from chaos_model.stack import LocalStack
+    from chaos_model.stack import ComposeStack, LocalStack
 
+    if request.config.getoption("--chaos-backend") == "compose":
+        with ComposeStack() as compose:
+            yield compose
+        return
     with LocalStack() as stack:
         yield stack
 

@@ -341,11 +341,10 @@ class ComposeStack:
             return
         service = self._services["postgres"]
         assert isinstance(service, ComposeService)
-        script = REFUSE_SCRIPT if refuse else ACCEPT_SCRIPT
+        script = (REFUSE_SCRIPT if refuse else ACCEPT_SCRIPT) + ' && pg_ctl reload -s -D "$PGDATA"'
         result = service.container.exec_run(["sh", "-c", script], user="postgres")
         if result.exit_code != 0:
             raise StackError(f"could not rewrite pg_hba.conf: {result.output.decode()[-200:]}")
-        service.container.kill(signal="SIGHUP")  # tini hands it to the postmaster
         self._refusing = refuse
 
     def stop(self) -> None:

@@ -18,7 +18,8 @@ from chaos_model.errors import StackError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.test.yml"
-IMAGES_ENV = ROOT / "docker" / "images.env"
+#: written by scripts/build-images; ``CHAOS_IMAGES_ENV`` names another one
+IMAGES_ENV = Path(os.environ.get("CHAOS_IMAGES_ENV") or ROOT / "docker" / "images.env")
 TEST_ENVIRONMENT_LABEL = "com.chaos-model.test-environment"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

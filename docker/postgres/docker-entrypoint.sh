@@ -22,6 +22,6 @@ if [ "${1:-}" = "postgres" ]; then
         printf 'listen_addresses = '"'"'*'"'"'\n' >>"$PGDATA/postgresql.conf"
         printf 'host all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
     fi
-    exec runuser -u postgres -- "$@"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "$@"
 fi
 exec "$@"
