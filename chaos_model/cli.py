@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    from chaos_model.runner import RunReport
     from chaos_model.stack import ComposeStack, LocalStack, RemoteStack
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_STACK = 0, 1, 2, 3
@@ -89,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
     run.add_argument("--no-database", action="store_true", help="ignore Hypothesis's database")
     run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
+    run.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("chaos-reports"),
+        help="where each run writes its report folder (default chaos-reports)",
+    )
+    run.add_argument(
+        "--report-passing",
+        action="store_true",
+        help="also draw the timeline of the last passing example in the report",
+    )
     run.add_argument(
         "--attach",
         type=Path,
@@ -297,9 +309,27 @@ def _run(args: argparse.Namespace) -> int:
     if stack is None:
         return EXIT_STACK
     with stack:
-        report = run(stack, config, log_dirs=stack.log_paths())
+        report = run(
+            stack, config, log_dirs=stack.log_paths(), capture_passing=args.report_passing
+        )
     print_report(report, sys.stdout)
+    _write_report(report, args)
     return EXIT_VIOLATION if report.failed else EXIT_OK
+
+
+def _write_report(report: RunReport, args: argparse.Namespace) -> None:
+    from chaos_model.reporting.writer import write_run_report
+
+    try:
+        written = write_run_report(report, args.report_dir, bugs=args.bug, seed=args.seed)
+    except OSError as error:
+        print(f"chaos-model: no report written to {args.report_dir}: {error}", file=sys.stderr)
+        return
+    print(f"report: {written.html}")
+    for png in written.pngs:
+        print(f"timeline: {png}")
+    for note in written.notes:
+        print(f"report: {note}")
 
 
 def _replay(args: argparse.Namespace) -> int:

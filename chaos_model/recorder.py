@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from hypothesis.control import current_build_context
 
 from chaos_model.invariants import Result, Verdict
+from chaos_model.reporting.capture import ExampleCapture, capture_example
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
@@ -40,6 +41,8 @@ class FailureRecord:
     kinds: list[str]
     directory: Path | None = None
     error: str | None = None
+    #: what the example did, timed, for the run report's timeline
+    capture: ExampleCapture | None = None
 
 
 @dataclass
@@ -67,6 +70,10 @@ class RunRecorder:
     heal_seconds: dict[str, list[float]] = field(default_factory=dict)
     first_failure: FailureRecord | None = None
     last_failure: FailureRecord | None = None
+    #: keep a capture of the last passing example too (the report's --report-passing)
+    capture_passing: bool = False
+    last_passing: ExampleCapture | None = None
+    _step_started_at: list[float] = field(default_factory=list)
     _pending: list[Result] = field(default_factory=list)
     _last_print: float = 0.0
     _step_time: float = 0.0
@@ -90,11 +97,13 @@ class RunRecorder:
         self.examples += 1
         self.reset_times.append(reset_seconds)
         self._pending = []
+        self._step_started_at = []
         self._step_started = time.monotonic()
         self._print_progress()
 
     def step(self) -> None:
         self.steps += 1
+        self._step_started_at.append(time.monotonic())
         self._print_progress()
 
     def fault_applied(self, kind: str) -> None:
@@ -116,6 +125,8 @@ class RunRecorder:
         self._step_time += time.monotonic() - self._step_started
         self._collect_fault_latency(machine.history.to_json())
         if not self._pending:
+            if self.capture_passing:
+                self.last_passing = self._capture(machine)
             return
         self.violations += 1
         record = FailureRecord(
@@ -123,6 +134,7 @@ class RunRecorder:
             violations=[str(result) for result in self._pending],
             invariants=[result.invariant for result in self._pending],
             kinds=sorted({result.kind for result in self._pending}),
+            capture=self._capture(machine),
         )
         label = "first" if self.first_failure is None else "last"
         record.directory = self._save(record, machine, label)
@@ -133,6 +145,9 @@ class RunRecorder:
             self.first_failure_steps = self.steps
         self.last_failure = record
         self._pending = []
+
+    def _capture(self, machine: ChaosMachine) -> ExampleCapture:
+        return capture_example(machine, self._step_started_at, self._pending, self.log_dirs)
 
     def _collect_fault_latency(self, ops: list[dict[str, Any]]) -> None:
         """Pair each nemesis invoke with its completion (the nemesis is sequential)."""
@@ -219,6 +234,10 @@ def write_failure(
     _write_program(directory, record)
     (directory / "history.json").write_text(json.dumps(history, indent=1, default=str))
     (directory / "test_replay.py").write_text(REPLAY_TEST)
+    if record.capture is not None:
+        (directory / "timeline.json").write_text(
+            json.dumps(record.capture.to_json(), indent=1, default=str, ensure_ascii=False)
+        )
     log_dir = directory / "logs"
     log_dir.mkdir(exist_ok=True)
     for name, path in logs.items():

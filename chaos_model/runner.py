@@ -24,6 +24,7 @@ from chaos_model.recorder import (
     rewrite_steps,
 )
 from chaos_model.replay import replay
+from chaos_model.reporting.capture import ExampleCapture
 from chaos_model.stack import Stack
 
 EXAMPLE_DATABASE = Path(".hypothesis") / "chaos-model"
@@ -53,6 +54,8 @@ class RunReport:
     shrink_seconds: float = 0.0
     apply_seconds: dict[str, list[float]] = field(default_factory=dict)
     heal_seconds: dict[str, list[float]] = field(default_factory=dict)
+    #: the last passing example, when the run was asked to keep one for its report
+    passing_example: ExampleCapture | None = None
 
     @property
     def failed(self) -> bool:
@@ -82,6 +85,7 @@ def run(
     *,
     out: TextIO | None = None,
     log_dirs: dict[str, Path] | None = None,
+    capture_passing: bool = False,
 ) -> RunReport:
     ensure_injectable(stack)
     recorder = RunRecorder(
@@ -90,6 +94,7 @@ def run(
         progress=config.progress,
         failures_dir=config.failures_dir,
         log_dirs=log_dirs or {},
+        capture_passing=capture_passing,
     )
     if out is not None:
         recorder.out = out
@@ -123,6 +128,7 @@ def run(
         first_failure_steps=recorder.first_failure_steps,
         apply_seconds=recorder.apply_seconds,
         heal_seconds=recorder.heal_seconds,
+        passing_example=recorder.last_passing,
     )
     if error is not None:
         report.flaky = isinstance(error, Flaky)

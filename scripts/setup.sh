@@ -18,6 +18,16 @@ if ! have_postgres; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
+# Chromium renders the run report's PNG and the report tests (headless); optional elsewhere.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "setup: installing Chromium from apt (run report PNG, report tests)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "setup: Chromium is not installed; reports will have no PNG (apt-get install chromium)" >&2
+    fi
+fi
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --user-group --home-dir /var/lib/postgresql postgres
 fi

@@ -1,0 +1,6 @@
+"""Run reports: a self-contained HTML page with one timeline per failing example, a JSON summary
+and a PNG of each timeline.
+
+``capture`` keeps what an example did, ``timeline`` turns it into lanes, bands and markers,
+``svg`` and ``page`` draw it, ``browser`` drives headless Chromium, ``writer`` writes the folder.
+"""

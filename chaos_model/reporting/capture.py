@@ -1,0 +1,165 @@
+"""What one example did, kept for its report: timed steps, the history, the stage transitions the
+database recorded, the stored messages, the invariants that fired and each service's log tail.
+
+A capture is plain JSON data (``timeline.json`` in a failure folder), so a report page can be
+built from it later without a stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from chaos_model.invariants import Result
+
+if TYPE_CHECKING:
+    from chaos_model.machine import ChaosMachine
+
+LOG_TAIL_LINES = 40
+_LOG_TAIL_BYTES = 64 * 1024
+_DATABASE_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class TimedStep:
+    rule: str
+    args: dict[str, Any]
+    #: seconds since the example started, when the step began
+    time: float
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    message_id: int
+    update_id: int | None
+    stage: str
+    time: float
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    update_id: int
+    stage: str
+    score: float | None
+    failure_reason: str | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    invariant: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class ExampleCapture:
+    failed: bool
+    steps: list[TimedStep]
+    ops: list[dict[str, Any]]
+    stage_events: list[StageEvent]
+    messages: list[StoredMessage]
+    findings: list[Finding]
+    #: seconds from the example's start to the moment it was captured
+    duration: float
+    log_tails: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExampleCapture:
+        return cls(
+            failed=bool(data["failed"]),
+            steps=[TimedStep(**item) for item in data["steps"]],
+            ops=list(data["ops"]),
+            stage_events=[StageEvent(**item) for item in data["stage_events"]],
+            messages=[StoredMessage(**item) for item in data["messages"]],
+            findings=[Finding(**item) for item in data["findings"]],
+            duration=float(data["duration"]),
+            log_tails={name: list(lines) for name, lines in data.get("log_tails", {}).items()},
+            notes=list(data.get("notes", [])),
+        )
+
+
+def capture_example(
+    machine: ChaosMachine,
+    step_started: list[float],
+    findings: list[Result],
+    log_paths: dict[str, Path],
+) -> ExampleCapture:
+    """Capture ``machine``'s example; ``step_started`` holds each step's ``time.monotonic()``.
+
+    Never raises for an unreachable database: the capture then says so in its notes.
+    """
+    started = machine.history.started
+    duration = time.monotonic() - started
+    epoch_at_start = time.time() - duration
+    steps = [
+        TimedStep(step["rule"], dict(step.get("args", {})), max(0.0, at - started))
+        for step, at in zip(machine.steps, step_started, strict=False)
+    ]
+    notes: list[str] = []
+    stage_events: list[StageEvent] = []
+    messages: list[StoredMessage] = []
+    try:
+        stage_events, messages = asyncio.run(
+            _read_database(machine.stack.endpoints.database_url, epoch_at_start)
+        )
+    except Exception as error:  # noqa: BLE001 - a report without stages beats no report
+        notes.append(f"stage transitions not read from the database: {type(error).__name__}")
+    return ExampleCapture(
+        failed=bool(findings),
+        steps=steps,
+        ops=machine.history.to_json(),
+        stage_events=stage_events,
+        messages=messages,
+        findings=[Finding(r.invariant, r.kind, r.detail) for r in findings],
+        duration=duration,
+        log_tails={name: tail_lines(path, LOG_TAIL_LINES) for name, path in log_paths.items()},
+        notes=notes,
+    )
+
+
+async def _read_database(
+    database_url: str, epoch_at_start: float
+) -> tuple[list[StageEvent], list[StoredMessage]]:
+    conn = await asyncpg.connect(database_url, timeout=_DATABASE_TIMEOUT)
+    try:
+        events = await conn.fetch(
+            "SELECT e.message_id, m.update_id, e.stage, extract(epoch FROM e.at)::float8 AS at"
+            " FROM events e LEFT JOIN messages m ON m.id = e.message_id ORDER BY e.event_id",
+            timeout=_DATABASE_TIMEOUT,
+        )
+        rows = await conn.fetch(
+            "SELECT id, update_id, stage, score, failure_reason FROM messages ORDER BY id",
+            timeout=_DATABASE_TIMEOUT,
+        )
+    finally:
+        await conn.close(timeout=_DATABASE_TIMEOUT)
+    return (
+        [StageEvent(r[0], r[1], r[2], max(0.0, r[3] - epoch_at_start)) for r in events],
+        [StoredMessage(*row) for row in rows],
+    )
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a text file (empty if it cannot be read)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(0, 2)
+            size = file.tell()
+            file.seek(max(0, size - _LOG_TAIL_BYTES))
+            data = file.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > _LOG_TAIL_BYTES:
+        lines = lines[1:]  # the first line read is probably cut
+    return lines[-count:]

@@ -1,0 +1,340 @@
+"""From a captured example to a timeline a person reads: steps, fault bands over the services
+they hit, webhook answers, each message's stages, and the invariants that fired."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chaos_model.faults import REGISTRY
+from chaos_model.invariants import ALL
+from chaos_model.recorder import render_program
+from chaos_model.reporting.capture import ExampleCapture, Finding, StoredMessage
+
+PROBE_PROCESS = "telegram-chat-999"
+
+#: the lanes faults are drawn over, in the order a request travels
+SERVICES = ("telegram", "api", "postgres", "nats", "worker", "llm", "dashboard")
+
+#: answer classes of the webhook, in legend order
+ANSWERS = ("2xx", "4xx", "5xx", "timeout", "no connection")
+
+#: findings raised by the model itself rather than by an invariant object
+MODEL_CHECKS = {
+    "step_raised": "A step of the model raised an unexpected error: a finding of its own.",
+    "forged_update_rejected": (
+        "A webhook request with a wrong secret token is refused: never answered 2xx."
+    ),
+    "malformed_body_rejected": (
+        "A malformed webhook body is answered 4xx (or 503 while the database is down),"
+        " never 2xx or another 5xx."
+    ),
+}
+
+_STEP_PREFIX = re.compile(r"^after step (\d+): ")
+_BIG_NUMBER = re.compile(r"\b\d{7,}\b")
+_MESSAGE_ID = re.compile(r"\bmessage (\d+)\b")
+
+
+@dataclass(frozen=True)
+class StepMark:
+    number: int
+    time: float
+    call: str
+
+
+@dataclass(frozen=True)
+class FaultBand:
+    label: str
+    kind: str
+    services: tuple[str, ...]
+    start: float
+    end: float
+    instant: bool
+    #: how it ended: "healed", "heal-all", "still applied"
+    ended_by: str
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    sent: float
+    time: float
+    answer: str
+    detail: str
+    sender: str
+    update_id: int | None
+
+
+@dataclass(frozen=True)
+class StageSpan:
+    stage: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class MessageLane:
+    #: None for an update the webhook answered but that was never stored
+    message_id: int | None
+    update_id: int | None
+    label: str
+    spans: tuple[StageSpan, ...]
+    answers: tuple[WebhookAnswer, ...]
+
+
+@dataclass(frozen=True)
+class FiredInvariant:
+    name: str
+    kind: str
+    detail: str
+    explanation: str
+    time: float
+    offending_rows: tuple[StoredMessage, ...]
+    #: update ids the violation names that have no stored message
+    unstored_updates: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    failed: bool
+    duration: float
+    steps: tuple[StepMark, ...]
+    bands: tuple[FaultBand, ...]
+    answers: tuple[WebhookAnswer, ...]
+    messages: tuple[MessageLane, ...]
+    fired: tuple[FiredInvariant, ...]
+    program: str
+    log_tails: dict[str, list[str]]
+    notes: tuple[str, ...]
+
+
+def build_timeline(capture: ExampleCapture) -> Timeline:
+    steps = tuple(
+        StepMark(number, step.time, _call(step.rule, step.args))
+        for number, step in enumerate(capture.steps, start=1)
+    )
+    answers = tuple(webhook_answers(capture.ops))
+    latest = max(
+        [capture.duration]
+        + [op["time"] for op in capture.ops]
+        + [event.time for event in capture.stage_events]
+    )
+    fired = tuple(_fired(finding, capture, latest) for finding in capture.findings)
+    return Timeline(
+        failed=capture.failed,
+        duration=latest,
+        steps=steps,
+        bands=tuple(fault_bands(capture.ops, latest)),
+        answers=answers,
+        messages=tuple(_message_lanes(capture, answers, latest)),
+        fired=fired,
+        program=render_program([{"rule": s.rule, "args": s.args} for s in capture.steps]),
+        log_tails=capture.log_tails,
+        notes=tuple(capture.notes),
+    )
+
+
+def _call(rule: str, args: dict[str, Any]) -> str:
+    return f"{rule}({', '.join(f'{key}={value!r}' for key, value in args.items())})"
+
+
+# ---------------------------------------------------------------------------------- faults
+def fault_label(value: dict[str, Any]) -> str:
+    """``pause nats``, ``partition api->nats``, ``llm error 3s``, ``failpoint NAME crash``."""
+    kind = str(value.get("kind", "fault"))
+    if kind == "llm":
+        seconds = value.get("seconds")
+        duration = "until healed" if seconds is None else f"{seconds:g}s"
+        return f"llm {value.get('mode', '?')} {duration}"
+    if kind == "network":
+        toxic = value.get("toxic") or {}
+        return f"network {toxic.get('type', 'toxic')} {value.get('link', '?')}"
+    if kind == "failpoint":
+        return f"failpoint {value.get('name', '?')} {value.get('action', '')}".strip()
+    target = value.get("service") or value.get("link")
+    return f"{kind} {target}" if target else kind
+
+
+def fault_services(value: dict[str, Any]) -> tuple[str, ...]:
+    """The services a fault hits, for drawing its band over their lanes."""
+    kind = value.get("kind")
+    if isinstance(value.get("service"), str):
+        return (value["service"],)
+    if isinstance(value.get("link"), str):
+        return tuple(part for part in value["link"].split("->") if part in SERVICES)
+    if kind in ("terminate_connections", "refuse_connections"):
+        return ("postgres",)
+    if kind == "llm":
+        return ("llm",)
+    if kind == "failpoint":
+        service = str(value.get("name", "")).split(".")[0]
+        return (service,) if service in SERVICES else ("worker", "api")
+    return SERVICES
+
+
+def fault_bands(ops: list[dict[str, Any]], end: float) -> list[FaultBand]:
+    """Each applied fault, from its application until its own heal, a heal-all or ``end``."""
+    nemesis = [op for op in ops if op["process"] == "nemesis" and op["type"] != "invoke"]
+    bands: list[FaultBand] = []
+    for position, op in enumerate(nemesis):
+        if op["f"] != "fault" or not isinstance(op["value"], dict):
+            continue
+        value: dict[str, Any] = op["value"]
+        fault_class = REGISTRY.get(str(value.get("kind")))
+        instant = fault_class is not None and fault_class.instant
+        finish, ended_by = end, "still applied"
+        if instant:
+            finish, ended_by = op["time"], "instant"
+        else:
+            for later in nemesis[position + 1 :]:
+                if later["f"] == "heal" and later["value"] == value:
+                    finish, ended_by = later["time"], "healed"
+                    break
+                if later["f"] == "heal-all":
+                    finish, ended_by = later["time"], "heal-all"
+                    break
+        label = fault_label(value) + ("" if op["type"] == "ok" else f" ({op['type']})")
+        bands.append(
+            FaultBand(
+                label,
+                str(value.get("kind")),
+                fault_services(value),
+                op["time"],
+                finish,
+                instant,
+                ended_by,
+            )
+        )
+    return bands
+
+
+# ---------------------------------------------------------------------------------- webhook
+_WEBHOOK_FUNCTIONS = frozenset(
+    {"deliver", "forged", "not_json", "not_object", "missing_fields", "wrong_types", "oversized"}
+)
+
+
+def classify_answer(op: dict[str, Any]) -> str:
+    """A completed webhook call as 2xx, 4xx, 5xx, timeout or no connection."""
+    if op["type"] == "ok":
+        return "2xx"
+    error = str(op.get("error") or "")
+    status = re.search(r"\b([1-5])\d\d\b", error)
+    if status is not None:
+        return f"{status.group(1)}xx"
+    if op["type"] == "info" or ("Timeout" in error and "Connect" not in error):
+        return "timeout"
+    return "no connection"
+
+
+def webhook_answers(ops: list[dict[str, Any]]) -> list[WebhookAnswer]:
+    invoked: dict[str, dict[str, Any]] = {}
+    answers: list[WebhookAnswer] = []
+    for op in ops:
+        if op["f"] not in _WEBHOOK_FUNCTIONS:
+            continue
+        if op["type"] == "invoke":
+            invoked[op["process"]] = op
+            continue
+        start = invoked.pop(op["process"], op)
+        value = op["value"] if isinstance(op["value"], dict) else {}
+        update_id = value.get("update_id")
+        answer = classify_answer(op)
+        what = f"update {update_id}" if update_id is not None else f"{op['f']} request"
+        detail = f"{what}: {op.get('error') or answer} after {op['time'] - start['time']:.2f}s"
+        answers.append(
+            WebhookAnswer(
+                start["time"],
+                op["time"],
+                answer,
+                detail,
+                op["process"],
+                update_id if isinstance(update_id, int) else None,
+            )
+        )
+    return sorted(answers, key=lambda answer: answer.time)
+
+
+# ---------------------------------------------------------------------------------- messages
+def _message_lanes(
+    capture: ExampleCapture, answers: tuple[WebhookAnswer, ...], end: float
+) -> list[MessageLane]:
+    """One lane per stored message, and one per update the webhook answered but that was never
+    stored (a lost update is a lane with answers and no stages)."""
+    update_of = {row.id: row.update_id for row in capture.messages}
+    times: dict[int, list[tuple[float, str]]] = {row.id: [] for row in capture.messages}
+    for event in capture.stage_events:
+        times.setdefault(event.message_id, []).append((event.time, event.stage))
+        if event.update_id is not None:
+            update_of.setdefault(event.message_id, event.update_id)
+    probes = {
+        op["value"]["update_id"]
+        for op in capture.ops
+        if op["process"] == PROBE_PROCESS and isinstance(op["value"], dict)
+    }
+    by_update: dict[int, list[WebhookAnswer]] = {}
+    for answer in answers:
+        if answer.update_id is not None:
+            by_update.setdefault(answer.update_id, []).append(answer)
+    lanes: list[MessageLane] = []
+    for message_id in sorted(times):
+        marks = sorted(times[message_id])
+        spans = tuple(
+            StageSpan(stage, at, marks[i + 1][0] if i + 1 < len(marks) else end)
+            for i, (at, stage) in enumerate(marks)
+        )
+        update_id = update_of.get(message_id)
+        label = f"message {message_id}"
+        if update_id is not None:
+            label += f" (update …{str(update_id)[-4:]})"
+        if update_id in probes:
+            label += " probe"
+        own = by_update.get(update_id, []) if update_id is not None else []
+        lanes.append(MessageLane(message_id, update_id, label, spans, tuple(own)))
+    stored = set(update_of.values())
+    for update_id, own in by_update.items():
+        if update_id not in stored:
+            label = f"update …{str(update_id)[-4:]} never stored"
+            lanes.append(MessageLane(None, update_id, label, (), tuple(own)))
+    return sorted(lanes, key=_first_seen)
+
+
+def _first_seen(lane: MessageLane) -> float:
+    return min([span.start for span in lane.spans] + [a.sent for a in lane.answers] or [0.0])
+
+
+# ---------------------------------------------------------------------------------- findings
+def explanation(invariant: str) -> str:
+    for candidate in ALL:
+        if candidate.name == invariant:
+            return candidate.statement()
+    return MODEL_CHECKS.get(invariant, "")
+
+
+def offending_rows(detail: str, messages: list[StoredMessage]) -> tuple[StoredMessage, ...]:
+    """The stored messages a violation names (by update id or ``message N``)."""
+    update_ids = {int(number) for number in _BIG_NUMBER.findall(detail)}
+    message_ids = {int(number) for number in _MESSAGE_ID.findall(detail)}
+    return tuple(row for row in messages if row.update_id in update_ids or row.id in message_ids)
+
+
+def _fired(finding: Finding, capture: ExampleCapture, end: float) -> FiredInvariant:
+    match = _STEP_PREFIX.match(finding.detail)
+    detail = finding.detail[match.end() :] if match else finding.detail
+    at = end
+    if match and finding.kind == "safety":
+        after = int(match.group(1))
+        at = capture.steps[after].time if after < len(capture.steps) else end
+    rows = offending_rows(detail, capture.messages)
+    named = sorted({int(number) for number in _BIG_NUMBER.findall(detail)})
+    stored = {row.update_id for row in capture.messages}
+    return FiredInvariant(
+        finding.invariant,
+        finding.kind,
+        finding.detail,
+        explanation(finding.invariant),
+        at,
+        rows,
+        tuple(update_id for update_id in named if update_id not in stored),
+    )
