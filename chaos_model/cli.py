@@ -54,6 +54,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from chaos_model.config import ALL_FAULT_KINDS
+    from chaos_model.experiments import _cli as experiments_cli
     from pipeline_app.bugs import KNOWN_BUGS
 
     parser = _Parser(prog="chaos-model", description=__doc__.splitlines()[0].strip('"` .'))
@@ -128,8 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay on the stack `chaos-model stack up` owns instead of a fresh one",
     )
     _add_backend(replay)
+    experiments_cli.add_save_option(replay)
 
-    commands.add_parser("invariants", help="print every invariant with its statement")
+    invariants = commands.add_parser("invariants", help="print every invariant with its statement")
+    invariants.add_argument(
+        "--markdown", action="store_true", help="as Markdown, with counts from recorded runs"
+    )
+    invariants.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("chaos-failures") / "runs",
+        help="the run statistics to count from (default chaos-failures/runs)",
+    )
+    experiments_cli.add_parser(commands, _Parser, sorted(KNOWN_BUGS))
 
     stack = commands.add_parser("stack", help="manage the embedded local stack")
     stack_commands = stack.add_subparsers(dest="stack_command", required=True, parser_class=_Parser)
@@ -160,18 +172,23 @@ def _add_backend(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from chaos_model.errors import UnsafeTarget
+    from chaos_model.experiments import BadExperiment
 
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command == "invariants":
-            return _invariants()
+            return _invariants(args)
+        if args.command == "experiment":
+            from chaos_model.experiments._cli import main as experiment_main
+
+            return experiment_main(args, _open_stack)
         if args.command == "run":
             return _run(args)
         if args.command == "replay":
             return _replay(args)
         return _stack_up(args)
-    except (UsageError, UnsafeTarget) as error:
+    except (UsageError, UnsafeTarget, BadExperiment) as error:
         print(f"chaos-model: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `chaos-model invariants | head`
@@ -182,8 +199,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _invariants() -> int:
+def _invariants(args: argparse.Namespace) -> int:
     from chaos_model.invariants import ALL
+
+    if args.markdown:
+        from chaos_model.invariant_docs import render_markdown
+
+        sys.stdout.write(render_markdown(args.runs))
+        return EXIT_OK
 
     for invariant in ALL:
         print(f"{invariant.name} ({invariant.kind})")
@@ -339,6 +362,12 @@ def _replay(args: argparse.Namespace) -> int:
         steps = load_steps(args.file)
     except BadProgram as error:
         raise UsageError(str(error)) from error
+    if args.save_as is not None:
+        from chaos_model.experiments import from_failure, save
+
+        saved = save(from_failure(args.save_as, args.file, steps), args.experiments_dir)
+        print(f"saved as experiment {args.save_as}: {saved}")
+        print(f"run it: chaos-model experiment run {args.save_as}")
     stack = _open_stack(args)
     if stack is None:
         return EXIT_STACK

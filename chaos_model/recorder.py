@@ -19,6 +19,7 @@ from hypothesis.control import current_build_context
 
 from chaos_model.invariants import Result, Verdict
 from chaos_model.reporting.capture import ExampleCapture, capture_example
+from chaos_model.run_stats import InvariantExercise
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
@@ -70,6 +71,8 @@ class RunRecorder:
     heal_seconds: dict[str, list[float]] = field(default_factory=dict)
     first_failure: FailureRecord | None = None
     last_failure: FailureRecord | None = None
+    #: which faults and operations exercised each invariant (for docs/invariants.md)
+    exercise: InvariantExercise = field(default_factory=InvariantExercise)
     #: keep a capture of the last passing example too (the report's --report-passing)
     capture_passing: bool = False
     last_passing: ExampleCapture | None = None
@@ -124,6 +127,7 @@ class RunRecorder:
     def example_finished(self, machine: ChaosMachine) -> None:
         self._step_time += time.monotonic() - self._step_started
         self._collect_fault_latency(machine.history.to_json())
+        self.exercise.record(machine, len(self.quiesce_times))
         if not self._pending:
             if self.capture_passing:
                 self.last_passing = self._capture(machine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from chaos_model.recorder import (
 )
 from chaos_model.replay import replay
 from chaos_model.reporting.capture import ExampleCapture
+from chaos_model.run_stats import write_run_stats
 from chaos_model.stack import Stack
 
 EXAMPLE_DATABASE = Path(".hypothesis") / "chaos-model"
@@ -159,4 +161,25 @@ def run(
         for _ in range(config.replays):
             outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
             report.reproduced += int(outcome.failed)
+    _write_stats(config, recorder, report)
     return report
+
+
+def _write_stats(config: ChaosConfig, recorder: RunRecorder, report: RunReport) -> None:
+    """The run's invariant statistics into ``<failures dir>/runs/`` (docs/invariants.md)."""
+    failures = [
+        record
+        for record in (report.first_failure, report.failure)
+        if record is not None and record.directory is not None
+    ]
+    if len(failures) == 2 and failures[0] is failures[1]:
+        failures.pop()
+    summary = {
+        "examples": report.examples,
+        "steps": report.steps,
+        "seed": config.seed,
+        "faults_by_kind": report.faults_by_kind,
+        "violations": report.violations,
+    }
+    with contextlib.suppress(OSError):
+        write_run_stats(config.failures_dir / "runs", recorder.exercise, failures, summary)

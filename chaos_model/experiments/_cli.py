@@ -1,0 +1,127 @@
+"""``chaos-model experiment list|run``: the command line of named experiments."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chaos_model.experiments._model import BadExperiment, Experiment
+from chaos_model.experiments._store import ENV_DIR, all_experiments, find
+
+EXIT_OK, EXIT_DIFFERS, EXIT_STACK = 0, 1, 3
+DEFAULT_RESULTS = Path(".chaos-model") / "experiments"
+
+
+def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser], bugs: list[str]) -> None:
+    experiment = commands.add_parser(
+        "experiment", help="named chaos experiments: fixed scenarios run with one command"
+    )
+    sub = experiment.add_subparsers(
+        dest="experiment_command", required=True, parser_class=parser_class
+    )
+    listing = sub.add_parser("list", help="every experiment with its hypothesis")
+    _directory_option(listing)
+    run = sub.add_parser("run", help="run one experiment (or --all) on a fresh local stack")
+    run.add_argument("name", nargs="?", default=None, help="the experiment (see `list`)")
+    run.add_argument("--all", action="store_true", help="run every experiment, one after another")
+    run.add_argument("--bug", action="append", default=[], choices=bugs, metavar="NAME")
+    run.add_argument(
+        "--attach", type=Path, default=None, metavar="STATE_FILE", help="run on an owned stack"
+    )
+    run.add_argument(
+        "--results-dir",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help=f"where NAME.json and NAME.txt are written (default {DEFAULT_RESULTS})",
+    )
+    run.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="then write every experiment with its last result as Markdown to FILE",
+    )
+    run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
+    _directory_option(run)
+
+
+def add_save_option(replay: argparse.ArgumentParser) -> None:
+    replay.add_argument(
+        "--save-as",
+        default=None,
+        metavar="NAME",
+        help="also save the program as the named experiment NAME (see `experiment list`)",
+    )
+    _directory_option(replay)
+
+
+def _directory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--experiments-dir",
+        type=Path,
+        default=None,
+        help=f"the folder of saved experiments (default ${ENV_DIR} or ./chaos-experiments)",
+    )
+
+
+def main(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], Any]) -> int:
+    if args.experiment_command == "list":
+        return _list(args.experiments_dir)
+    return _run(args, open_stack)
+
+
+def _list(directory: Path | None) -> int:
+    for experiment in all_experiments(directory):
+        origin = "" if experiment.origin == "built-in" else f"  [saved from {experiment.origin}]"
+        print(f"{experiment.name}{origin}")
+        for line in textwrap.wrap(experiment.hypothesis, 92):
+            print(f"    {line}")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], Any]) -> int:
+    from chaos_model.experiments._docs import render_markdown
+    from chaos_model.experiments._run import (
+        read_results,
+        render_text,
+        run_experiment,
+        write_result,
+    )
+
+    if args.all == (args.name is not None):
+        raise BadExperiment(
+            "name one experiment, or pass --all (see `chaos-model experiment list`)"
+        )
+    chosen: list[Experiment] = (
+        all_experiments(args.experiments_dir)
+        if args.all
+        else [find(args.name, args.experiments_dir)]
+    )
+    if args.markdown is not None and not args.markdown.parent.is_dir():
+        raise BadExperiment(f"--markdown: no folder {args.markdown.parent}")
+    stack = open_stack(args)
+    if stack is None:
+        return EXIT_STACK
+    differs = 0
+    with stack:
+        log_dirs = stack.log_paths() if hasattr(stack, "log_paths") else {}
+        for experiment in chosen:
+            print(f"running {experiment.name} ...", file=sys.stderr, flush=True)
+            result = run_experiment(
+                experiment, stack, failures_dir=args.failures_dir, log_dirs=log_dirs
+            )
+            written = write_result(experiment, result, args.results_dir)
+            print(render_text(experiment, result))
+            print(f"result: {written} (and {written.with_suffix('.txt').name})\n")
+            differs += int(not result.as_expected)
+    if args.markdown is not None:
+        experiments = all_experiments(args.experiments_dir)
+        args.markdown.write_text(render_markdown(experiments, read_results(args.results_dir)))
+        print(f"wrote {args.markdown}")
+    total = len(chosen)
+    print(f"{total - differs} of {total} experiment(s) behaved as expected")
+    return EXIT_DIFFERS if differs else EXIT_OK

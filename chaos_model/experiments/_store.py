@@ -1,0 +1,102 @@
+"""Finding experiments: the built-in ones and those saved in a user folder as ``NAME.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from chaos_model.experiments._catalogue import BUILT_IN
+from chaos_model.experiments._model import BadExperiment, Experiment
+
+#: the folder saved experiments live in, unless ``--experiments-dir`` or the variable says
+DEFAULT_DIR = Path("chaos-experiments")
+ENV_DIR = "CHAOS_MODEL_EXPERIMENTS_DIR"
+
+
+def user_dir(directory: Path | None = None) -> Path:
+    if directory is not None:
+        return directory
+    return Path(os.environ.get(ENV_DIR) or DEFAULT_DIR)
+
+
+def load_file(path: Path) -> Experiment:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise BadExperiment(f"{path}: no such file") from error
+    except OSError as error:
+        raise BadExperiment(f"{path}: cannot read it ({error.strerror})") from error
+    except ValueError as error:
+        raise BadExperiment(f"{path}: not JSON ({error})") from error
+    experiment = Experiment.from_json(data, str(path))
+    if experiment.name != path.stem:
+        raise BadExperiment(f"{path}: names the experiment {experiment.name!r}, not {path.stem!r}")
+    return experiment
+
+
+def saved(directory: Path | None = None) -> list[Experiment]:
+    """The experiments saved in ``directory`` (default ``./chaos-experiments``), by name."""
+    folder = user_dir(directory)
+    if not folder.is_dir():
+        return []
+    return [load_file(path) for path in sorted(folder.glob("*.json"))]
+
+
+def all_experiments(directory: Path | None = None) -> list[Experiment]:
+    return [*BUILT_IN, *saved(directory)]
+
+
+def find(name: str, directory: Path | None = None) -> Experiment:
+    for experiment in BUILT_IN:
+        if experiment.name == name:
+            return experiment
+    path = user_dir(directory) / f"{name}.json"
+    if path.is_file():
+        return load_file(path)
+    known = ", ".join(experiment.name for experiment in all_experiments(directory))
+    raise BadExperiment(
+        f"no experiment named {name!r} (see `chaos-model experiment list`; known: {known})"
+    )
+
+
+def save(experiment: Experiment, directory: Path | None = None, *, force: bool = False) -> Path:
+    """Write ``experiment`` as ``NAME.json`` in the user folder; refuse to shadow another."""
+    if any(built_in.name == experiment.name for built_in in BUILT_IN):
+        raise BadExperiment(f"{experiment.name!r} is a built-in experiment: choose another name")
+    folder = user_dir(directory)
+    path = folder / f"{experiment.name}.json"
+    if path.exists() and not force:
+        raise BadExperiment(f"{path} exists: choose another name or remove it")
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(experiment.to_json(), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def from_failure(name: str, steps_file: Path, steps: list[dict[str, object]]) -> Experiment:
+    """A saved failure's program as a named regression experiment."""
+    violations: list[str] = []
+    invariants: list[str] = []
+    source = steps_file / "steps.json" if steps_file.is_dir() else steps_file
+    try:
+        data = json.loads(source.read_text())
+        if isinstance(data, dict):
+            violations = [str(item) for item in data.get("violations", [])]
+            invariants = [str(item) for item in data.get("invariants", [])]
+    except (OSError, ValueError):
+        pass
+    broke = ", ".join(invariants) or "an invariant"
+    return Experiment(
+        name=name,
+        hypothesis=(
+            f"This program once broke {broke} (saved from {source}). On a correct pipeline "
+            "it passes: every invariant holds."
+        ),
+        blast_radius="whatever the program's faults touch (see the steps)",
+        steps=tuple(dict(step) for step in steps),
+        observe=("the invariants it once violated", "messages by final stage"),
+        expected="Every invariant holds.",
+        remediation="",
+        origin=str(source),
+        found=tuple(violations),
+    )
