@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import httpx
@@ -205,6 +207,7 @@ class ComposeStack:
         self._guardian: ComposeGuardian | None = None
         self._refusing = False
         self._started = False
+        self._previous_sigterm: Any = None
 
     # ----------------------------------------------------------------- public surface
     @property
@@ -260,6 +263,8 @@ class ComposeStack:
         images = image_environment(self._client, self._images_env)
         self._compose = compose_command()
         self._started = True
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
         try:
             self._start(images)
         except BaseException:
@@ -369,6 +374,12 @@ class ComposeStack:
             self._guardian = None
         if self._client is not None:
             self._client.close()
+        if (
+            self._previous_sigterm is not None
+            and threading.current_thread() is threading.main_thread()
+        ):
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
         if not self.keep_dir and self.dir != Path() and self.dir.exists():
             import shutil
 
@@ -523,6 +534,11 @@ class ComposeStack:
             if isinstance(service, ComposeService):
                 with contextlib.suppress(Exception):
                     (self.log_dir / f"{name}.log").write_bytes(service.container.logs(tail=5000))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # KeyboardInterrupt, as on LocalStack: Hypothesis lets it through instead of shrinking it
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _endpoints(ports: dict[str, int]) -> Endpoints:
