@@ -130,7 +130,10 @@ class HeadlessChromium:
             on_timeout=self._log_tail,
         )
         pages = httpx.get(f"http://127.0.0.1:{devtools_port}/json/list", timeout=5).json()
-        url = next(page["webSocketDebuggerUrl"] for page in pages if page["type"] == "page")
+        urls = [page["webSocketDebuggerUrl"] for page in pages if page["type"] == "page"]
+        if not urls:
+            raise BrowserError("chromium started without a page to drive")
+        url = urls[0]
         self._socket = self._closing.enter_context(
             connect(url, max_size=None, open_timeout=self.timeout)
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chaos_model.recorder import FailureRecord
+from chaos_model.reporting.browser import CHROMIUM_ENV
 from chaos_model.reporting.capture import ExampleCapture, StoredMessage
 from chaos_model.reporting.timeline import (
     build_timeline,
@@ -22,7 +23,7 @@ from chaos_model.reporting.timeline import (
     fault_services,
     offending_rows,
 )
-from chaos_model.reporting.writer import write_run_report
+from chaos_model.reporting.writer import NO_CHROMIUM, write_run_report
 from chaos_model.runner import RunReport
 
 FIXTURE = Path(__file__).with_name("fixtures") / "recorded_timeline.json"
@@ -223,3 +224,14 @@ def test_an_update_answered_but_never_stored_has_a_lane_of_its_own(
     assert [answer.answer for answer in lane.answers] == ["5xx", "2xx"]
     assert timeline.fired[0].unstored_updates == (lost,)
     assert timeline.fired[0].offending_rows == ()
+
+
+def test_without_chromium_the_png_is_skipped_with_a_note(
+    capture: ExampleCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CHROMIUM_ENV, "no-such-chromium-here")
+    written = write_run_report(_run_report(capture, None), tmp_path)
+    assert written.pngs == []
+    assert written.notes == [NO_CHROMIUM]
+    assert json.loads(written.summary.read_text())["notes"] == [NO_CHROMIUM]
+    assert written.html.exists()
