@@ -33,26 +33,41 @@ from chaos_model.stack._guardian import (
 
 STATE_FILE = "compose-guardian.json"
 DOWN_SECONDS = 120
+DOWN_ARGS = ("down", "-v", "--remove-orphans", "-t", "2")
 
 
 def bring_down(project: str, command: Sequence[str], env: Mapping[str, str]) -> None:
-    """Unpause every container of ``project``, then ``compose down -v``: nothing stays frozen."""
-    with contextlib.suppress(Exception):
-        from chaos_model.stack._docker import docker_client, project_containers
+    """Unpause every container of ``project``, run ``compose down -v``, then remove whatever
+    is still labelled with the project (a failed ``down`` must not leave anything running)."""
+    from chaos_model.stack._docker import COMPOSE_FILE, ROOT, docker_client, project_containers
 
+    client: Any = None
+    with contextlib.suppress(Exception):
         client = docker_client()
         for container in project_containers(client, project):
             if container.status == "paused":
                 container.unpause()
-        client.close()
-    subprocess.run(
-        [*command, "-p", project, "down", "-v", "--remove-orphans", "-t", "2"],
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=DOWN_SECONDS,
-        check=False,
-    )
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            [*command, "-p", project, "-f", str(COMPOSE_FILE), *DOWN_ARGS],
+            env=dict(env),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=DOWN_SECONDS,
+            check=False,
+        )
+    if client is None:
+        return
+    label = {"label": f"com.docker.compose.project={project}"}
+    with contextlib.suppress(Exception):
+        for container in project_containers(client, project):
+            container.remove(force=True, v=True)
+        for network in client.networks.list(filters=label):
+            network.remove()
+        for volume in client.volumes.list(filters=label):
+            volume.remove(force=True)
+    client.close()
 
 
 def guard(owner: int, state_path: Path) -> int:
