@@ -8,6 +8,8 @@ built from it later without a stack.
 from __future__ import annotations
 
 import asyncio
+import calendar
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 LOG_TAIL_LINES = 40
 _LOG_TAIL_BYTES = 64 * 1024
+#: a line's time as the services log it: Python logging, PostgreSQL (UTC) and nats-server
+_LOG_TIME = re.compile(r"(\d{4})[-/](\d\d)[-/](\d\d)[ T](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?( UTC)?")
 _DATABASE_TIMEOUT = 3.0
 
 
@@ -122,7 +126,12 @@ def capture_example(
         messages=messages,
         findings=[Finding(r.invariant, r.kind, r.detail) for r in findings],
         duration=duration,
-        log_tails={name: tail_lines(path, LOG_TAIL_LINES) for name, path in log_paths.items()},
+        log_tails={
+            name: lines_since(tail_lines(path, LOG_TAIL_LINES * 4), epoch_at_start)[
+                -LOG_TAIL_LINES:
+            ]
+            for name, path in log_paths.items()
+        },
         notes=notes,
     )
 
@@ -163,3 +172,30 @@ def tail_lines(path: Path, count: int) -> list[str]:
     if size > _LOG_TAIL_BYTES:
         lines = lines[1:]  # the first line read is probably cut
     return lines[-count:]
+
+
+def log_line_time(line: str) -> float | None:
+    """The epoch time a log line carries near its start (local time unless marked UTC)."""
+    match = _LOG_TIME.search(line[:64])
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    fraction = float(f"0.{match.group(7)}") if match.group(7) else 0.0
+    moment = (year, month, day, hour, minute, second, 0, 0, -1)
+    if match.group(8):
+        return calendar.timegm(moment) + fraction
+    return time.mktime(moment) + fraction
+
+
+def lines_since(lines: list[str], epoch: float, margin: float = 1.0) -> list[str]:
+    """The lines logged from ``epoch - margin`` on; an untimed line (a traceback, a banner)
+    goes with the timed line before it."""
+    kept: list[str] = []
+    keeping = False
+    for line in lines:
+        at = log_line_time(line)
+        if at is not None:
+            keeping = at >= epoch - margin
+        if keeping:
+            kept.append(line)
+    return kept

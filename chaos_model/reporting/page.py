@@ -176,9 +176,9 @@ def _legend(timeline: Timeline) -> str:
 def _logs(timeline: Timeline) -> str:
     if not timeline.log_tails:
         return ""
-    parts = ["<h3>Service logs, last lines when the example ended</h3>"]
+    parts = ["<h3>Service logs: the last lines logged while the example ran</h3>"]
     for name, lines in sorted(timeline.log_tails.items()):
-        shown = "\n".join(lines[-LOG_LINES_SHOWN:]) or "(empty)"
+        shown = "\n".join(lines[-LOG_LINES_SHOWN:]) or "(nothing logged while it ran)"
         parts.append(
             f'<details class="log" open><summary>{escape(name)}</summary>'
             f"<pre>{escape(shown)}</pre></details>"

@@ -7,6 +7,7 @@ and message 1 left at ``scored`` (what the ``ack_failures`` bug does).
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,12 @@ import pytest
 
 from chaos_model.recorder import FailureRecord
 from chaos_model.reporting.browser import CHROMIUM_ENV
-from chaos_model.reporting.capture import ExampleCapture, StoredMessage
+from chaos_model.reporting.capture import (
+    ExampleCapture,
+    StoredMessage,
+    lines_since,
+    log_line_time,
+)
 from chaos_model.reporting.timeline import (
     build_timeline,
     classify_answer,
@@ -235,3 +241,19 @@ def test_without_chromium_the_png_is_skipped_with_a_note(
     assert written.notes == [NO_CHROMIUM]
     assert json.loads(written.summary.read_text())["notes"] == [NO_CHROMIUM]
     assert written.html.exists()
+
+
+def test_log_lines_are_kept_from_the_start_of_the_example() -> None:
+    start = calendar.timegm((2026, 11, 28, 11, 11, 50, 0, 0, -1))
+    lines = [
+        "2026-11-28 11:11:40.000 UTC [1] LOG:  an earlier example",
+        "Traceback (most recent call last):",
+        "2026-11-28 11:11:53.131 UTC [2] FATAL:  terminating connection",
+        "  an untimed continuation",
+        "2026-11-28 11:11:54.000 UTC [3] LOG:  database system is ready",
+    ]
+    assert log_line_time(lines[0]) == start - 10
+    assert log_line_time(lines[1]) is None
+    assert lines_since(lines, start) == lines[2:]
+    nats = "[22376] 2026/11/28 11:11:44.997271 [INF] Server is ready"
+    assert log_line_time(nats) is not None
