@@ -16,6 +16,9 @@ STEPS_HEIGHT = 40
 LANE_HEIGHT = 24
 WEBHOOK_HEIGHT = 28
 MAX_MESSAGE_LANES = 40
+#: estimated widths of one character of a fault label and of a step number, in pixels
+LABEL_CHAR_WIDTH = 6.6
+NUMBER_CHAR_WIDTH = 6.2
 
 FAULT_COLOURS = {
     "pause": "#f59e0b",
@@ -54,6 +57,19 @@ def _tick_interval(duration: float) -> float:
         if duration / interval <= 10:
             return interval
     return _NICE_TICKS[-1]
+
+
+class _LabelRow:
+    """Where the last label of a row ends, so that labels never overlap."""
+
+    def __init__(self) -> None:
+        self.end = 0.0
+
+    def claim(self, x: float, text: str, char_width: float) -> bool:
+        if x < self.end + 4:
+            return False
+        self.end = x + len(text) * char_width
+        return True
 
 
 class _Canvas:
@@ -98,20 +114,26 @@ def render_svg(timeline: Timeline, element_id: str) -> str:
 
     _axis(canvas, timeline.duration, height)
     canvas.text(8, steps_y + 16, "steps", "lane-name")
-    for position, step in enumerate(timeline.steps):
+    number_rows = [_LabelRow(), _LabelRow()]
+    for step in timeline.steps:
         x = canvas.x(step.time)
         canvas.add(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{steps_y + 2}" y2="{height - 4}"'
             ' class="step-line">'
             f"<title>{escape(f'{step.number}. {step.call} at {step.time:.2f}s')}</title></line>"
         )
-        canvas.text(x + 2, steps_y + 14 + (position % 2) * 14, str(step.number), "step-number")
+        # a number that fits nowhere is left out: the step table lists every step
+        for row, numbers in enumerate(number_rows):
+            if numbers.claim(x + 2, str(step.number), NUMBER_CHAR_WIDTH):
+                canvas.text(x + 2, steps_y + 14 + row * 14, str(step.number), "step-number")
+                break
     for service, top in lane_y.items():
         canvas.add(
             f'<rect x="0" y="{top}" width="{WIDTH}" height="{LANE_HEIGHT}" class="lane-bg"/>'
         )
         canvas.text(8, top + 16, service, "lane-name")
-    for band in timeline.bands:
+    band_labels = {service: _LabelRow() for service in lane_y}
+    for band in sorted(timeline.bands, key=lambda band: band.start):
         for service in band.services:
             if service not in lane_y:
                 continue
@@ -126,7 +148,9 @@ def render_svg(timeline: Timeline, element_id: str) -> str:
                 "fault-band",
                 f"{band.label}: {band.start:.2f}s to {band.end:.2f}s ({band.ended_by})",
             )
-            canvas.text(x + 4, top + 16, band.label, "fault-label")
+            # a label that would run into the previous one is left out: the legend lists it
+            if band_labels[service].claim(x + 4, band.label, LABEL_CHAR_WIDTH):
+                canvas.text(x + 4, top + 16, band.label, "fault-label")
     canvas.text(8, webhook_y + 18, "webhook answers", "lane-name")
     for answer in timeline.answers:
         canvas.add(
