@@ -13,6 +13,8 @@ from chaos_model.recorder import render_program
 from chaos_model.reporting.capture import ExampleCapture, Finding, StoredMessage
 
 PROBE_PROCESS = "telegram-chat-999"
+#: the longest argument shown in full in the step table
+ARGUMENT_WIDTH = 60
 
 #: the lanes faults are drawn over, in the order a request travels
 SERVICES = ("telegram", "api", "postgres", "nats", "worker", "llm", "dashboard")
@@ -136,7 +138,15 @@ def build_timeline(capture: ExampleCapture) -> Timeline:
 
 
 def _call(rule: str, args: dict[str, Any]) -> str:
-    return f"{rule}({', '.join(f'{key}={value!r}' for key, value in args.items())})"
+    return f"{rule}({', '.join(f'{key}={_short(value)}' for key, value in args.items())})"
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a readable length for the step table (the program keeps it all)."""
+    text = repr(value)
+    if len(text) <= ARGUMENT_WIDTH:
+        return text
+    return f"{text[: ARGUMENT_WIDTH - 1]}… ({len(text)} characters)"
 
 
 # ---------------------------------------------------------------------------------- faults

@@ -19,6 +19,7 @@ from chaos_model.reporting.browser import CHROMIUM_ENV
 from chaos_model.reporting.capture import (
     ExampleCapture,
     StoredMessage,
+    TimedStep,
     lines_since,
     log_line_time,
 )
@@ -257,3 +258,10 @@ def test_log_lines_are_kept_from_the_start_of_the_example() -> None:
     assert lines_since(lines, start) == lines[2:]
     nats = "[22376] 2026/11/28 11:11:44.997271 [INF] Server is ready"
     assert log_line_time(nats) is not None
+
+
+def test_long_step_arguments_are_cut_in_the_step_table(capture: ExampleCapture) -> None:
+    capture.steps[2] = TimedStep("deliver", {"chat": 0, "text": "long message " * 300}, 0.09)
+    call = build_timeline(capture).steps[2].call
+    assert call.startswith("deliver(chat=0, text='long message long")
+    assert call.endswith("… (3902 characters))") and len(call) < 120
