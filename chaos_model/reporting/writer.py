@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ class WrittenReport:
 
 
 def replay_command(directory: Path, bugs: Sequence[str]) -> str:
-    return " ".join(["chaos-model replay", str(directory), *(f"--bug {bug}" for bug in bugs)])
+    bug_options = [part for bug in bugs for part in ("--bug", bug)]
+    return shlex.join(["chaos-model", "replay", str(directory), *bug_options])
 
 
 def write_run_report(

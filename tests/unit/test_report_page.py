@@ -30,7 +30,7 @@ from chaos_model.reporting.timeline import (
     fault_services,
     offending_rows,
 )
-from chaos_model.reporting.writer import NO_CHROMIUM, write_run_report
+from chaos_model.reporting.writer import NO_CHROMIUM, replay_command, write_run_report
 from chaos_model.runner import RunReport
 
 FIXTURE = Path(__file__).with_name("fixtures") / "recorded_timeline.json"
@@ -265,3 +265,8 @@ def test_long_step_arguments_are_cut_in_the_step_table(capture: ExampleCapture) 
     call = build_timeline(capture).steps[2].call
     assert call.startswith("deliver(chat=0, text='long message long")
     assert call.endswith("… (3902 characters))") and len(call) < 120
+
+
+def test_the_replay_command_can_be_pasted_into_a_shell() -> None:
+    command = replay_command(Path("chaos failures/run 1/latest"), ["ack_failures"])
+    assert command == "chaos-model replay 'chaos failures/run 1/latest' --bug ack_failures"
