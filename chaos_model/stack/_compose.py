@@ -46,6 +46,7 @@ from chaos_model.stack._stores import StoreClients
 from pipeline_app.failpoints import FailpointFile
 
 READY_TIMEOUT = 30.0
+PAUSE_SECONDS = 5.0
 UP_TIMEOUT = 180.0
 HEAL_ROUNDS = 3
 #: the order services are healed and waited on (the proxy is a host process)
@@ -107,7 +108,20 @@ class ComposeService:
     def pause(self) -> None:
         if not self.is_running():
             raise StackError(f"cannot pause {self.name}: it is not running")
-        self.container.pause()
+
+        def frozen() -> bool:
+            # the cgroup freezer can fail on a busy container ("unable to freeze"): try again
+            try:
+                self.container.pause()
+            except Exception:
+                if not self.is_paused():
+                    raise
+            return True
+
+        try:
+            wait_until(frozen, timeout=PAUSE_SECONDS, what=f"docker pause {self.name}")
+        except WaitTimeout as error:
+            raise StackError(str(error)) from error
 
     def resume(self) -> None:
         if self.is_paused():
