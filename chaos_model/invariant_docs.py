@@ -57,9 +57,16 @@ def _as_of(runs: list[dict[str, Any]], runs_dir: Path) -> str:
     examples = sum(int(run.get("examples", 0)) for run in runs)
     steps = sum(int(run.get("steps", 0)) for run in runs)
     first, final = runs[0].get("finished", "?"), runs[-1].get("finished", "?")
+    with_bugs = sorted({bug for run in runs for bug in run.get("bugs") or []})
+    bugs = (
+        f" Runs with bug-zoo bugs switched on ({', '.join(with_bugs)}) are included: their"
+        " violations show what a violation looks like."
+        if with_bugs
+        else ""
+    )
     return (
         f"Counts as of the last {len(runs)} recorded run(s) in `{runs_dir}`, finished between"
-        f" {first} and {final}: {examples} examples, {steps} steps.\n"
+        f" {first} and {final}: {examples} examples, {steps} steps.{bugs}\n"
     )
 
 
@@ -84,7 +91,9 @@ def _violations(invariant: Invariant, runs: list[dict[str, Any]]) -> list[dict[s
     for run in runs:
         for failure in run.get("failures", []):
             if invariant.name in failure.get("invariants", []):
-                found.append({**failure, "run": run.get("finished", "?")})
+                bugs = ", ".join(run.get("bugs") or [])
+                where = f"{run.get('finished', '?')}, bugs: {bugs}" if bugs else run.get("finished")
+                found.append({**failure, "run": where or "?"})
     return found
 
 

@@ -3,17 +3,25 @@
 Fixtures: ``chaos_stack`` (session scope, started once, stopped at the end) and
 ``chaos_machine`` (the ChaosMachine class bound to that stack and to the command-line options).
 Options: ``--chaos-backend``, ``--chaos-examples``, ``--chaos-steps``, ``--chaos-seed``,
-``--chaos-profile``. Marker: ``chaos``.
+``--chaos-profile``, ``--chaos-failures-dir``, ``--chaos-shared-db``. Marker: ``chaos``.
+
+Under pytest-xdist every worker is its own process with its own session stack; each worker
+starts its stacks on its own slice of the port range, so stacks never race for a port, and
+saves failures under ``<failures dir>/<worker id>/``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from hypothesis.database import ExampleDatabase
+
     from chaos_model.machine import ChaosMachine
     from chaos_model.stack import Stack
 
@@ -22,6 +30,8 @@ PROFILES: dict[str, dict[str, int]] = {
     "ci": {"max_examples": 30, "stateful_step_count": 20},
     "nightly": {"max_examples": 500, "stateful_step_count": 40},
 }
+#: the artifact the nightly workflow publishes its merged example database as
+SHARED_DB_ARTIFACT = "chaos-model-example-db"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +51,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=sorted(PROFILES),
         help="Hypothesis settings profile for chaos tests (default dev)",
     )
+    group.addoption(
+        "--chaos-failures-dir",
+        default="chaos-failures",
+        help="where failing examples are saved (default chaos-failures; per xdist worker below)",
+    )
+    group.addoption(
+        "--chaos-shared-db",
+        default=None,
+        metavar="OWNER/REPO",
+        help="also read (never write) the example database the nightly workflow of OWNER/REPO"
+        f" publishes as the {SHARED_DB_ARTIFACT} artifact (needs GITHUB_TOKEN if private)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +76,43 @@ def pytest_configure(config: pytest.Config) -> None:
             suppress_health_check=list(HealthCheck),
             **values,  # type: ignore[arg-type]
         )
+    _shared_database(config.getoption("--chaos-shared-db"))  # a bad value is a usage error now
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        _reserve_port_band(worker, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def _reserve_port_band(worker: str, workers: int) -> None:
+    """Let this xdist worker's stacks take ports only from its own slice of the range."""
+    from chaos_model.stack import _local
+
+    low, _ = _local._ephemeral_range()
+    floor = _local.PORT_FLOOR
+    span = max(1, (low - floor) // max(1, workers))
+    index = int(worker.removeprefix("gw") or 0) % max(1, workers)
+    start = floor + index * span
+    _local._handed_out.update(
+        port for port in range(floor, max(low, floor + 1001)) if not start <= port < start + span
+    )
+
+
+def _shared_database(spec: str | None) -> ExampleDatabase | None:
+    """Local examples plus, read-only, those the nightly workflow published on GitHub."""
+    if spec is None:
+        return None
+    owner, _, repo = spec.partition("/")
+    if not owner or not repo or "/" in repo:
+        raise pytest.UsageError(f"--chaos-shared-db takes OWNER/REPO, not {spec!r}")
+    from hypothesis import settings
+    from hypothesis.database import (
+        GitHubArtifactDatabase,
+        MultiplexedDatabase,
+        ReadOnlyDatabase,
+    )
+
+    local = settings().database
+    shared = ReadOnlyDatabase(GitHubArtifactDatabase(owner, repo, artifact_name=SHARED_DB_ARTIFACT))
+    return MultiplexedDatabase(local, shared) if local is not None else shared
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +130,7 @@ def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
 @pytest.fixture
 def chaos_machine(request: pytest.FixtureRequest, chaos_stack: Stack) -> type[ChaosMachine]:
     """A ChaosMachine class bound to ``chaos_stack``; run it with
-    ``run_state_machine_as_test(chaos_machine, settings=chaos_machine.settings)``."""
+    ``run_state_machine_as_test(chaos_machine, settings=chaos_machine.TestCase.settings)``."""
     from hypothesis import seed, settings
 
     from chaos_model.config import ChaosConfig
@@ -87,9 +146,18 @@ def chaos_machine(request: pytest.FixtureRequest, chaos_stack: Stack) -> type[Ch
         overrides["max_examples"] = option("--chaos-examples")
     if option("--chaos-steps") is not None:
         overrides["stateful_step_count"] = option("--chaos-steps")
-    config = ChaosConfig(progress=False)
-    machine = bind(chaos_stack, config, RunRecorder(progress=False))
+    failures_dir = Path(option("--chaos-failures-dir"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        failures_dir = failures_dir / worker
+    database = _shared_database(option("--chaos-shared-db"))
+    if database is not None:
+        overrides["database"] = database
+    config = ChaosConfig(progress=False, failures_dir=failures_dir)
+    machine = bind(chaos_stack, config, RunRecorder(progress=False, failures_dir=failures_dir))
     if option("--chaos-seed") is not None:
         machine = seed(option("--chaos-seed"))(machine)
-    machine.settings = settings(profile, **overrides)
-    return machine
+    # Hypothesis refuses ``machine.settings = ...`` on a state machine class: its settings
+    # live on ``machine.TestCase.settings``, which the decorator form sets.
+    decorated: type[ChaosMachine] = settings(profile, **overrides)(machine)
+    return decorated

@@ -161,11 +161,13 @@ def run(
         for _ in range(config.replays):
             outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
             report.reproduced += int(outcome.failed)
-    _write_stats(config, recorder, report)
+    _write_stats(config, recorder, report, bugs=list(getattr(stack, "bugs", ())))
     return report
 
 
-def _write_stats(config: ChaosConfig, recorder: RunRecorder, report: RunReport) -> None:
+def _write_stats(
+    config: ChaosConfig, recorder: RunRecorder, report: RunReport, bugs: list[str]
+) -> None:
     """The run's invariant statistics into ``<failures dir>/runs/`` (docs/invariants.md)."""
     failures = [
         record
@@ -178,6 +180,7 @@ def _write_stats(config: ChaosConfig, recorder: RunRecorder, report: RunReport) 
         "examples": report.examples,
         "steps": report.steps,
         "seed": config.seed,
+        "bugs": bugs,
         "faults_by_kind": report.faults_by_kind,
         "violations": report.violations,
     }

@@ -1,0 +1,82 @@
+"""The nightly chaos fuzz: the chaos model as a pytest test, one lane per xdist worker.
+
+    pytest nightly -p xdist -n 2 --chaos-lanes 2 --chaos-profile nightly --chaos-seed 7
+
+Each lane runs the state machine on its worker's own stack with its own seed (the shard's
+``--chaos-seed`` times 1000 plus the lane). A failing example is saved under
+``chaos-failures/<worker>/`` (steps.json, program.py, history.json, logs) and fails the test.
+
+For HypoFuzz (continuous fuzzing on many machines sharing one example database), set
+``CHAOS_MODEL_HYPOFUZZ=1``: the module then also exposes ``TestChaosFuzz``, the state machine's
+``TestCase`` on a stack started on first use in each fuzzing process (see docs/nightly.md).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import threading
+from typing import Any, cast
+
+import pytest
+from hypothesis import seed
+from hypothesis.stateful import run_state_machine_as_test
+
+from chaos_model.config import ChaosConfig
+from chaos_model.guard import ensure_injectable
+from chaos_model.machine import ChaosMachine, bind
+from chaos_model.recorder import BudgetSpent, RunRecorder
+from chaos_model.stack import LocalStack, Stack
+
+
+@pytest.mark.chaos
+def test_pipeline_survives_chaos(
+    chaos_machine: type[ChaosMachine], chaos_lane: int, request: pytest.FixtureRequest
+) -> None:
+    machine = chaos_machine
+    base = request.config.getoption("--chaos-seed")
+    if base is not None:
+        machine = seed(base * 1000 + chaos_lane)(machine)
+    machine.recorder.max_time = request.config.getoption("--chaos-max-time")
+    try:
+        with contextlib.suppress(BudgetSpent):  # the lane's time is spent: report what it found
+            run_state_machine_as_test(machine, settings=machine.TestCase.settings)
+    except AssertionError as error:
+        error.add_note(_saved(machine.recorder))
+        raise
+    if machine.recorder.last_failure is not None:
+        pytest.fail(
+            "; ".join(machine.recorder.last_failure.violations) + "\n" + _saved(machine.recorder),
+            pytrace=False,
+        )
+
+
+def _saved(recorder: RunRecorder) -> str:
+    failure = recorder.last_failure
+    if failure is None or failure.directory is None:
+        return "no failing example was saved"
+    return f"saved to {failure.directory}; replay it: chaos-model replay {failure.directory}"
+
+
+class _StackOnFirstUse:
+    """A LocalStack started the first time anything asks it for something; stopped at exit."""
+
+    def __init__(self) -> None:
+        self._stack: LocalStack | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._stack is None:
+                self._stack = LocalStack().__enter__()
+                atexit.register(self._stack.stop)
+                ensure_injectable(self._stack)
+        return getattr(self._stack, name)
+
+
+if os.environ.get("CHAOS_MODEL_HYPOFUZZ"):
+    _fuzz_stack = cast(Stack, _StackOnFirstUse())
+    TestChaosFuzz = bind(
+        _fuzz_stack, ChaosConfig(progress=False), RunRecorder(progress=False)
+    ).TestCase
