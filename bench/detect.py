@@ -31,6 +31,23 @@ from pipeline_app.bugs import KNOWN_BUGS
 
 EXAMPLE_CAP = 100_000  # the time budget, not the example count, ends a run
 
+#: Steps of the known-minimal failing program of each bug (docs/bugs.md).
+KNOWN_MINIMUM = {
+    "ack_before_work": 2,
+    "publish_outside_txn": 2,
+    "respond_before_commit": 2,
+    "no_update_dedup": 2,
+    "non_idempotent_extract": 2,
+    "ack_failures": 3,
+    "no_pool_recovery": 1,
+    "ws_no_resume": 2,
+    "infinite_redelivery": 2,
+    "core_nats": 2,
+}
+MEDIAN_DETECT_TARGET = 30.0
+STEPS_PER_SECOND_TARGET = 20.0
+RESET_TARGET_MS = 100.0
+
 
 SHRINK_BUDGET = 60.0
 
@@ -200,6 +217,84 @@ def print_table(data: dict[str, Any]) -> None:
         )
 
 
+def assess(data: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """Each target of the benchmark: (target, met, what was measured)."""
+    verdicts: list[tuple[str, bool, str]] = []
+    by_bug: dict[str, list[dict[str, Any]]] = {}
+    for result in data.get("bugs", []):
+        by_bug.setdefault(result["bug"], []).append(result)
+    if by_bug:
+        missed = {
+            bug: f"{sum(r['found'] for r in runs)}/{len(runs)}"
+            for bug, runs in by_bug.items()
+            if not all(r["found"] for r in runs)
+        }
+        verdicts.append(
+            (
+                "every bug found with every seed",
+                not missed,
+                ", ".join(f"{bug} {rate}" for bug, rate in missed.items()) or "all found",
+            )
+        )
+        slow = {}
+        for bug, runs in by_bug.items():
+            times = [r["seconds_to_first_violation"] for r in runs if r["found"]]
+            if not times or statistics.median(times) > MEDIAN_DETECT_TARGET:
+                slow[bug] = f"{statistics.median(times):.1f}s" if times else "never"
+        verdicts.append(
+            (
+                f"median time to detect <= {MEDIAN_DETECT_TARGET:.0f}s per bug",
+                not slow,
+                ", ".join(f"{bug} {t}" for bug, t in slow.items()) or "all within",
+            )
+        )
+        long = {}
+        for bug, runs in by_bug.items():
+            allowed = KNOWN_MINIMUM[bug] + 1
+            lengths = [r["shrunk_length"] for r in runs if r["found"]]
+            if not lengths or max(lengths) > allowed:
+                long[bug] = f"{max(lengths) if lengths else '-'} (allowed {allowed})"
+        verdicts.append(
+            (
+                "shrunk program <= known minimum + 1",
+                not long,
+                ", ".join(f"{bug} {n}" for bug, n in long.items()) or "all within",
+            )
+        )
+    for run_ in data.get("correct", []):
+        verdicts.append(
+            (
+                "0 violations on the correct pipeline",
+                not run_["violations"],
+                str(run_["violations"]),
+            )
+        )
+        verdicts.append(
+            (
+                f">= {STEPS_PER_SECOND_TARGET:.0f} steps/s on the correct pipeline",
+                run_["steps_per_second"] >= STEPS_PER_SECOND_TARGET,
+                f"{run_['steps_per_second']} steps/s",
+            )
+        )
+        verdicts.append(
+            (
+                f"reset <= {RESET_TARGET_MS:.0f} ms",
+                run_["reset_p50_ms"] <= RESET_TARGET_MS,
+                f"p50 {run_['reset_p50_ms']} ms",
+            )
+        )
+    if "soak" in data:
+        violations = data["soak"]["violations"]
+        verdicts.append(("0 violations in the soak", not violations, str(violations)))
+    return verdicts
+
+
+def print_targets(verdicts: list[tuple[str, bool, str]]) -> None:
+    print("\ntargets:")
+    for target, met, measured in verdicts:
+        print(f"  {'met   ' if met else 'MISSED'}  {target}: {measured}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bugs", default=",".join(KNOWN_BUGS), help="comma-separated bug names")
@@ -223,8 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data.update(detect(bugs, args.seeds, args.budget, args.steps, failures, args.shrink_budget))
         data.update(correct(1, args.budget, args.steps, failures, args.shrink_budget))
+    verdicts = assess(data)
+    data["targets"] = [
+        {"target": target, "met": met, "measured": measured} for target, met, measured in verdicts
+    ]
     path = write_json(args.out, data)
     print_table(data)
+    print_targets(verdicts)
     print(f"\nwritten to {path}")
     missed = [r for r in data.get("bugs", []) if not r["found"]]
     violations = sum(r["violations"] for r in data.get("correct", []))

@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replays", type=_positive, default=3, help="replays of a found failure")
     run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
     run.add_argument("--no-database", action="store_true", help="ignore Hypothesis's database")
+    run.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="skip the opening sweep (each single fault once) and start the search at once",
+    )
     run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
     run.add_argument(
         "--report-dir",
@@ -324,6 +329,7 @@ def _run(args: argparse.Namespace) -> int:
             failures_dir=args.failures_dir,
             database=not args.no_database,
             shrink=not args.no_shrink,
+            sweep=not args.no_sweep,
             max_fault_seconds=args.max_fault_duration,
         )
     except ValueError as error:

@@ -41,6 +41,8 @@ class ChaosConfig:
     shrink_budget: float = 120.0
     #: each example draws a few fault kinds to use (swarm testing)
     swarm: bool = True
+    #: before the search, try every single fault once with one update in flight
+    sweep: bool = True
     #: a fault still applied after this long is healed by the owner's watchdog (attached runs)
     max_fault_seconds: float = 60.0
 

@@ -53,18 +53,22 @@ def load_steps(path: Path) -> list[dict[str, Any]]:
 
 
 def replay(
-    steps: list[dict[str, Any]], stack: Stack, config: ChaosConfig | None = None
+    steps: list[dict[str, Any]],
+    stack: Stack,
+    config: ChaosConfig | None = None,
+    *,
+    recorder: RunRecorder | None = None,
 ) -> ReplayOutcome:
     """Run ``steps`` once on ``stack``; say whether an invariant failed.
 
     Like every example, it starts from a reset stack, and a failing run restarts the
-    application processes afterwards (see ``ChaosMachine.teardown``).
+    application processes afterwards (see ``ChaosMachine.teardown``). With ``recorder`` the
+    replay counts as an example of that run (and a failure is saved with the run's).
     """
     ensure_injectable(stack)
     config = config or ChaosConfig(progress=False)
-    machine_class = bind(
-        stack, config, RunRecorder(progress=False, failures_dir=config.failures_dir)
-    )
+    recorder = recorder or RunRecorder(progress=False, failures_dir=config.failures_dir)
+    machine_class = bind(stack, config, recorder)
     machine = machine_class()
     try:
         try:

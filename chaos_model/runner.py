@@ -28,6 +28,7 @@ from chaos_model.replay import replay
 from chaos_model.reporting.capture import ExampleCapture
 from chaos_model.run_stats import write_run_stats
 from chaos_model.stack import Stack
+from chaos_model.sweep import run_sweep
 
 EXAMPLE_DATABASE = Path(".hypothesis") / "chaos-model"
 
@@ -105,7 +106,8 @@ def run(
         machine_class = seed(config.seed)(machine_class)
     error: BaseException | None = None
     try:
-        run_state_machine_as_test(machine_class, settings=hypothesis_settings(config))
+        if not (config.sweep and run_sweep(stack, config, recorder)):
+            run_state_machine_as_test(machine_class, settings=hypothesis_settings(config))
     except BudgetSpent:
         pass  # the time budget, or the shrink budget, is spent: report what was found
     except Unsatisfiable:
@@ -161,13 +163,11 @@ def run(
         for _ in range(config.replays):
             outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
             report.reproduced += int(outcome.failed)
-    _write_stats(config, recorder, report, bugs=list(getattr(stack, "bugs", ())))
+    _write_stats(config, recorder, report)
     return report
 
 
-def _write_stats(
-    config: ChaosConfig, recorder: RunRecorder, report: RunReport, bugs: list[str]
-) -> None:
+def _write_stats(config: ChaosConfig, recorder: RunRecorder, report: RunReport) -> None:
     """The run's invariant statistics into ``<failures dir>/runs/`` (docs/invariants.md)."""
     failures = [
         record
@@ -180,7 +180,6 @@ def _write_stats(
         "examples": report.examples,
         "steps": report.steps,
         "seed": config.seed,
-        "bugs": bugs,
         "faults_by_kind": report.faults_by_kind,
         "violations": report.violations,
     }

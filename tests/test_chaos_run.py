@@ -40,6 +40,8 @@ def ack_before_work_report(
         failpoints=FOCUSED_FAILPOINTS,
         failpoint_actions=("crash",),
         max_concurrent_faults=1,
+        # this test is about the search and its shrinking, not the opening sweep
+        sweep=False,
         database=False,
         progress=False,
         failures_dir=tmp_path_factory.mktemp("failures"),

@@ -1,6 +1,7 @@
-"""The detection benchmark's fast subset: three bugs of the zoo, one seed, a small budget.
+"""The detection benchmark's fast subset: four bugs of the zoo, one seed, a small budget.
 
-The general model (every fault kind, swarm testing) must find each bug on its own stack. How
+The general model (the opening sweep, then every fault kind with swarm testing) must find each
+bug on its own stack. How
 short the shrunk program is and how often it reproduces are benchmark numbers
 (`bench/detect.py`, `docs/detection.md`): a bug first found through a timing race can shrink
 poorly. The correct pipeline finding nothing is checked in `test_chaos_run.py`.
@@ -22,6 +23,8 @@ SUBSET = {
     "respond_before_commit": "accepted_updates_complete",
     "no_update_dedup": "one_message_per_update",
     "ack_failures": "accepted_updates_complete",
+    # found by the opening sweep (a crash between the extraction's commit and its ack)
+    "non_idempotent_extract": "one_score_and_extraction_per_message",
 }
 
 

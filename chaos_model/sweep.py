@@ -1,0 +1,54 @@
+"""The opening sweep: every single fault once, with one update in flight, before the search.
+
+Random search meets a particular crash point only by chance: a failpoint is one of several
+names, drawn in some examples and not others, and it must be armed before the work reaches it.
+Yet "what if this process dies exactly here while a message is in flight" is the first question
+to ask of each crash point. So a run starts by asking it, deterministically: one short program
+per fault (arm one crash point, kill one service, break the LLM; plus a Telegram redelivery),
+each followed by one delivery. A failure found here is already minimal and reproducible; only
+when the sweep finds nothing does the Hypothesis search begin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from chaos_model.config import ChaosConfig
+from chaos_model.machine import FAILPOINTS, KILLABLE
+from chaos_model.recorder import BudgetSpent, RunRecorder
+from chaos_model.replay import replay
+from chaos_model.stack import Stack
+
+Steps = list[dict[str, Any]]
+
+DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}
+
+
+def sweep_programs(config: ChaosConfig) -> Iterator[Steps]:
+    """The programs of the sweep, cheapest first, limited to the configured faults."""
+    yield [DELIVER, {"rule": "redeliver", "args": {"update": 0}}]
+    faults = set(config.faults)
+    if "failpoint" in faults and "crash" in config.failpoint_actions:
+        for name in config.failpoints or FAILPOINTS:
+            yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
+    if "kill" in faults:
+        for service in KILLABLE:
+            yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
+    if "llm" in faults:
+        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
+
+
+def run_sweep(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> bool:
+    """Run each program of the sweep once, as an example of the run; True once one fails.
+
+    The failure is recorded (and saved) by ``recorder`` like any other example's.
+    """
+    for program in sweep_programs(config):
+        try:
+            outcome = replay(program, stack, config, recorder=recorder)
+        except BudgetSpent:
+            return False
+        if outcome.failed:
+            return True
+    return False

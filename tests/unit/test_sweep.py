@@ -1,0 +1,41 @@
+"""The opening sweep's programs: one per single fault, limited to what the run allows."""
+
+from __future__ import annotations
+
+from chaos_model.config import ChaosConfig
+from chaos_model.machine import FAILPOINTS, KILLABLE
+from chaos_model.replay import RULES
+from chaos_model.sweep import sweep_programs
+
+
+def _faults(program: list[dict[str, object]]) -> list[str]:
+    return [step["rule"] for step in program if step["rule"] not in ("deliver", "redeliver")]  # type: ignore[misc]
+
+
+def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
+    programs = list(sweep_programs(ChaosConfig()))
+    assert programs[0] == [
+        {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}},
+        {"rule": "redeliver", "args": {"update": 0}},
+    ]
+    crashes = [p[0]["args"] for p in programs if p[0]["rule"] == "failpoint"]
+    assert crashes == [{"name": name, "action": "crash"} for name in FAILPOINTS]
+    kills = [p[0]["args"]["service"] for p in programs if p[0]["rule"] == "kill"]
+    assert kills == list(KILLABLE)
+    assert programs[-1][0] == {"rule": "break_llm", "args": {"mode": "error"}}
+    for program in programs[1:]:
+        assert len(_faults(program)) == 1
+        assert program[-1]["rule"] == "deliver"
+    assert {step["rule"] for program in programs for step in program} <= RULES
+
+
+def test_only_the_configured_faults_and_failpoints() -> None:
+    config = ChaosConfig(faults=("failpoint",), failpoints=(FAILPOINTS[2],))
+    programs = list(sweep_programs(config))
+    assert [_faults(p) for p in programs] == [[], ["failpoint"]]
+    assert programs[1][0]["args"]["name"] == FAILPOINTS[2]
+
+
+def test_no_crash_points_when_crashes_are_not_allowed() -> None:
+    config = ChaosConfig(faults=("failpoint", "pause"), failpoint_actions=("hang",))
+    assert [_faults(p) for p in sweep_programs(config)] == [[]]
