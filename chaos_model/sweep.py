@@ -4,9 +4,10 @@ Random search meets a particular crash point only by chance: a failpoint is one 
 names, drawn in some examples and not others, and it must be armed before the work reaches it.
 Yet "what if this process dies exactly here while a message is in flight" is the first question
 to ask of each crash point. So a run starts by asking it, deterministically: one short program
-per fault (arm one crash point, kill one service, break the LLM; plus a Telegram redelivery),
-each followed by one delivery. A failure found here is already minimal and reproducible; only
-when the sweep finds nothing does the Hypothesis search begin.
+per fault (arm one crash point, kill one service, break the LLM), each followed by one
+delivery; and the two faults of the outside world: Telegram delivering an update twice, and a
+dashboard's WebSocket dropping while the teardown's own traffic flows. A failure found here is
+already minimal and reproducible; only when the sweep finds nothing does the search begin.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep
 def sweep_programs(config: ChaosConfig) -> Iterator[Steps]:
     """The programs of the sweep, cheapest first, limited to the configured faults."""
     yield [DELIVER, {"rule": "redeliver", "args": {"update": 0}}]
+    yield [
+        {"rule": "open_feed", "args": {"name": "dashboard-a"}},
+        {"rule": "drop_feed", "args": {"name": "dashboard-a"}},
+    ]
     faults = set(config.faults)
     if "failpoint" in faults and "crash" in config.failpoint_actions:
         for name in config.failpoints or FAILPOINTS:

@@ -7,9 +7,11 @@ from chaos_model.machine import FAILPOINTS, KILLABLE
 from chaos_model.replay import RULES
 from chaos_model.sweep import sweep_programs
 
+OPERATIONS = ("deliver", "redeliver", "open_feed", "drop_feed")
+
 
 def _faults(program: list[dict[str, object]]) -> list[str]:
-    return [step["rule"] for step in program if step["rule"] not in ("deliver", "redeliver")]  # type: ignore[misc]
+    return [step["rule"] for step in program if step["rule"] not in OPERATIONS]  # type: ignore[misc]
 
 
 def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
@@ -18,12 +20,16 @@ def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
         {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}},
         {"rule": "redeliver", "args": {"update": 0}},
     ]
+    assert programs[1] == [
+        {"rule": "open_feed", "args": {"name": "dashboard-a"}},
+        {"rule": "drop_feed", "args": {"name": "dashboard-a"}},
+    ]
     crashes = [p[0]["args"] for p in programs if p[0]["rule"] == "failpoint"]
     assert crashes == [{"name": name, "action": "crash"} for name in FAILPOINTS]
     kills = [p[0]["args"]["service"] for p in programs if p[0]["rule"] == "kill"]
     assert kills == list(KILLABLE)
     assert programs[-1][0] == {"rule": "break_llm", "args": {"mode": "error"}}
-    for program in programs[1:]:
+    for program in programs[2:]:
         assert len(_faults(program)) == 1
         assert program[-1]["rule"] == "deliver"
     assert {step["rule"] for program in programs for step in program} <= RULES
@@ -32,10 +38,10 @@ def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
 def test_only_the_configured_faults_and_failpoints() -> None:
     config = ChaosConfig(faults=("failpoint",), failpoints=(FAILPOINTS[2],))
     programs = list(sweep_programs(config))
-    assert [_faults(p) for p in programs] == [[], ["failpoint"]]
-    assert programs[1][0]["args"]["name"] == FAILPOINTS[2]
+    assert [_faults(p) for p in programs] == [[], [], ["failpoint"]]
+    assert programs[2][0]["args"]["name"] == FAILPOINTS[2]
 
 
 def test_no_crash_points_when_crashes_are_not_allowed() -> None:
     config = ChaosConfig(faults=("failpoint", "pause"), failpoint_actions=("hang",))
-    assert [_faults(p) for p in sweep_programs(config)] == [[]]
+    assert [_faults(p) for p in sweep_programs(config)] == [[], []]
