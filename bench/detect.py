@@ -7,11 +7,13 @@ optionally a soak. Prints a table and writes ``bench/results/detect.json``.
     python bench/detect.py                          # every bug, 5 seeds, 120 s each
     python bench/detect.py --bugs ack_before_work --seeds 1 --budget 60
     python bench/detect.py --soak 30m               # only the soak on the correct pipeline
+    python bench/detect.py --markdown bench/results/detect.json   # tables for docs/detection.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from chaos_model.cli import parse_duration
 from chaos_model.config import ChaosConfig
 from chaos_model.runner import RunReport, run
 from chaos_model.stack import LocalStack
+from chaos_model.sweep import sweep_programs
 from pipeline_app.bugs import KNOWN_BUGS
 
 EXAMPLE_CAP = 100_000  # the time budget, not the example count, ends a run
@@ -295,6 +298,55 @@ def print_targets(verdicts: list[tuple[str, bool, str]]) -> None:
         print(f"  {'met   ' if met else 'MISSED'}  {target}: {measured}")
 
 
+def markdown(data: dict[str, Any]) -> str:
+    """The results as the Markdown tables of docs/detection.md."""
+    sweep_size = sum(1 for _ in sweep_programs(ChaosConfig()))
+    lines = [
+        "| bug | found | median s to first violation | found by | invariant"
+        " | shrunk steps (known minimum) | reproduced |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_bug: dict[str, list[dict[str, Any]]] = {}
+    for result in data.get("bugs", []):
+        by_bug.setdefault(result["bug"], []).append(result)
+    for bug, runs in by_bug.items():
+        found = [r for r in runs if r["found"]]
+        times = [r["seconds_to_first_violation"] for r in found]
+        median = f"{statistics.median(times):.1f}" if times else "-"
+        how = sorted({"sweep" if r["examples_until"] <= sweep_size else "search" for r in found})
+        lengths = sorted({r["shrunk_length"] for r in found})
+        repro = f"{sum(r['reproduced'] for r in found)}/{sum(r['replays'] for r in found)}"
+        invariants = sorted({i for r in found for i in r["invariants"]})
+        lines.append(
+            f"| `{bug}` | {len(found)}/{len(runs)} | {median} | {', '.join(how) or '-'}"
+            f" | {', '.join(invariants) or '-'}"
+            f" | {', '.join(map(str, lengths)) or '-'} ({KNOWN_MINIMUM[bug]}) | {repro} |"
+        )
+    for run_ in data.get("correct", []):
+        lines += [
+            "",
+            f"Correct pipeline, same budget: **{run_['violations']} violations** in"
+            f" {run_['examples']} examples with {run_['faults']} faults;"
+            f" {run_['steps_per_second']} steps/s, {run_['examples_per_minute']} examples/min,"
+            f" {run_['faults_per_minute']} faults/min, reset p50 {run_['reset_p50_ms']} ms,"
+            f" cold stack start {run_['cold_start_seconds']} s.",
+            "",
+            "| fault kind | apply p50 ms | apply p95 ms | heal p50 ms | heal p95 ms |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, latency in run_["fault_latency_ms"].items():
+            lines.append(
+                f"| {kind} | {latency['apply_p50']} | {latency['apply_p95']}"
+                f" | {latency['heal_p50']} | {latency['heal_p95']} |"
+            )
+    if "targets" in data:
+        lines += ["", "| target | status | measured |", "|---|---|---|"]
+        for target in data["targets"]:
+            status = "met" if target["met"] else "**missed**"
+            lines.append(f"| {target['target']} | {status} | {target['measured']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bugs", default=",".join(KNOWN_BUGS), help="comma-separated bug names")
@@ -306,7 +358,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shrink-budget", type=parse_duration, default=SHRINK_BUDGET, help="per found bug"
     )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="print the tables of an earlier result file as Markdown, run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        try:
+            data = json.loads(args.markdown.read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"cannot read {args.markdown}: {error}")
+        if "targets" not in data:
+            data["targets"] = [
+                {"target": target, "met": met, "measured": measured}
+                for target, met, measured in assess(data)
+            ]
+        print(markdown(data))
+        return 0
     bugs = [name.strip() for name in args.bugs.split(",") if name.strip()]
     unknown = sorted(set(bugs) - set(KNOWN_BUGS))
     if unknown:

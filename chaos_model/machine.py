@@ -536,7 +536,13 @@ class ChaosMachine(RuleBasedStateMachine):
             )
 
         try:
-            wait_until(extracted, timeout=self.config.recovery_bound, what="the recovery probe")
+            # Every example ends with this probe: poll finely, it usually takes tens of ms.
+            wait_until(
+                extracted,
+                timeout=self.config.recovery_bound,
+                what="the recovery probe",
+                max_interval=0.02,
+            )
         except WaitTimeout:
             return None
         finally:
