@@ -60,18 +60,28 @@ def _saved(recorder: RunRecorder) -> str:
 
 
 class _StackOnFirstUse:
-    """A LocalStack started the first time anything asks it for something; stopped at exit."""
+    """A LocalStack started the first time a process asks it for something; stopped at exit.
+
+    HypoFuzz collects tests in one process and fuzzes in others: each process that uses the
+    stack starts its own (a stack inherited through fork belongs to the parent, which alone can
+    watch and restart its processes), and introspection (private and dunder names) starts nothing.
+    """
 
     def __init__(self) -> None:
         self._stack: LocalStack | None = None
+        self._pid = 0
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)  # introspection (pytest looks for _mock_name and the like)
         with self._lock:
-            if self._stack is None:
-                self._stack = LocalStack().__enter__()
-                atexit.register(self._stack.stop)
-                ensure_injectable(self._stack)
+            if self._stack is None or self._pid != os.getpid():
+                stack = LocalStack()
+                stack.start()
+                atexit.register(stack.stop)
+                ensure_injectable(stack)
+                self._stack, self._pid = stack, os.getpid()
         return getattr(self._stack, name)
 
 

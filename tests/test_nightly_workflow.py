@@ -103,9 +103,13 @@ def test_fuzz_step_runs_here_with_a_small_budget(tmp_path: Path) -> None:
     assert "test_pipeline_survives_chaos[lane1]" in result.stdout
 
 
-def test_hypofuzz_collects_the_chaos_machine() -> None:
+def test_hypofuzz_collects_the_chaos_machine_without_starting_a_stack() -> None:
     pytest.importorskip("hypofuzz")
     code = (
+        "from chaos_model.stack import _local\n"
+        "def refuse(self):\n"
+        "    raise SystemExit('a stack was started while collecting')\n"
+        "_local.LocalStack.start = refuse\n"
         "from hypofuzz.collection import collect_tests\n"
         "result = collect_tests(['nightly/test_chaos_fuzz.py', '-p', 'no:cacheprovider'])\n"
         "print([target.nodeid for target in result.fuzz_targets])\n"
