@@ -112,3 +112,9 @@ def test_saving_twice_needs_another_name(tmp_path: Path) -> None:
     )
     with pytest.raises(BadExperiment, match="exists"):
         save(experiment, tmp_path)
+
+
+def test_markdown_into_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "missing" / "chaos-experiments.md"
+    argv = ["experiment", "run", "--all", "--markdown", str(target)]
+    assert "--markdown: no folder" in _usage_error(argv, capsys)

@@ -33,6 +33,12 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser], bugs:
         "--attach", type=Path, default=None, metavar="STATE_FILE", help="run on an owned stack"
     )
     run.add_argument(
+        "--backend",
+        choices=("local", "compose"),
+        default="local",
+        help="the stack to start: local processes (default) or compose.test.yml under Docker",
+    )
+    run.add_argument(
         "--results-dir",
         type=Path,
         default=DEFAULT_RESULTS,
