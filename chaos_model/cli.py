@@ -341,7 +341,7 @@ def _run(args: argparse.Namespace) -> int:
         report = run(
             stack, config, log_dirs=stack.log_paths(), capture_passing=args.report_passing
         )
-    print_report(report, sys.stdout)
+    print_report(report, sys.stdout, bugs=args.bug or ())
     _write_report(report, args)
     return EXIT_VIOLATION if report.failed else EXIT_OK
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TextIO
 
+from chaos_model.reporting.writer import replay_command
 from chaos_model.runner import RunReport
 
 
-def print_report(report: RunReport, out: TextIO) -> None:
+def print_report(report: RunReport, out: TextIO, *, bugs: Sequence[str] = ()) -> None:
+    """The summary; ``bugs`` are the zoo bugs the stack ran with (the replay needs them too)."""
     rows = [
         ("examples", f"{report.examples}"),
         ("steps", f"{report.steps}"),
@@ -42,6 +45,6 @@ def print_report(report: RunReport, out: TextIO) -> None:
         out.write(
             f"saved to {failure.directory} (steps.json, history.json, logs/, test_replay.py)\n"
         )
-        out.write(f"replay it: chaos-model replay {failure.directory}\n")
+        out.write(f"replay it: {replay_command(failure.directory, bugs)}\n")
     if report.first_failure is not None and report.first_failure is not failure:
         out.write(f"the original failing run is kept in {report.first_failure.directory}\n")
