@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs",
         type=Path,
         default=Path("chaos-failures") / "runs",
-        help="the run statistics to count from (default chaos-failures/runs)",
+        help="the run statistics to count from, with any runs/ folder below it"
+        " (default chaos-failures/runs)",
     )
     experiments_cli.add_parser(commands, _Parser, sorted(KNOWN_BUGS))
 

@@ -1,7 +1,9 @@
 """Per-run statistics: which faults and operations exercised each invariant, and what failed.
 
 Every run writes one JSON file into ``<failures dir>/runs/`` (``chaos-failures/runs/`` by
-default); ``chaos-model invariants --markdown`` counts from the most recent of them.
+default; each nightly lane into ``chaos-failures/<worker>/runs/``); ``chaos-model invariants
+--markdown --runs DIR`` counts from the most recent of them in DIR and the ``runs/`` folders
+below it.
 
 An invariant is *exercised* by a fault kind or an operation in an example when it was checked in
 that example and the example's program included that fault or operation: safety invariants are
@@ -125,11 +127,17 @@ def write_run_stats(
 
 
 def read_run_stats(directory: Path, last: int = 10) -> list[dict[str, Any]]:
-    """The ``last`` most recent run statistics in ``directory``, oldest first."""
+    """The ``last`` most recent run statistics, oldest first: the files in ``directory`` and in
+    any ``runs/`` folder below it (a nightly's ``chaos-failures/gw0/runs/``, ...)."""
     if not directory.is_dir():
         return []
+    paths = {
+        path
+        for path in directory.rglob("*.json")
+        if path.parent == directory or path.parent.name == "runs"
+    }
     runs: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("*.json"))[-last:]:
+    for path in paths:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -137,4 +145,5 @@ def read_run_stats(directory: Path, last: int = 10) -> list[dict[str, Any]]:
         if isinstance(data, dict) and isinstance(data.get("invariants"), dict):
             data["file"] = str(path)
             runs.append(data)
-    return runs
+    runs.sort(key=lambda run: (str(run.get("finished", "")), run["file"]))
+    return runs[-last:]

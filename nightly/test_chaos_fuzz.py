@@ -4,7 +4,8 @@
 
 Each lane runs the state machine on its worker's own stack with its own seed (the shard's
 ``--chaos-seed`` times 1000 plus the lane). A failing example is saved under
-``chaos-failures/<worker>/`` (steps.json, program.py, history.json, logs) and fails the test.
+``chaos-failures/<worker>/`` (steps.json, program.py, history.json, logs) and fails the test;
+each lane's invariant statistics go to ``chaos-failures/<worker>/runs/``.
 
 For HypoFuzz (continuous fuzzing on many machines sharing one example database), set
 ``CHAOS_MODEL_HYPOFUZZ=1``: the module then also exposes ``TestChaosFuzz``, the state machine's
@@ -27,6 +28,7 @@ from chaos_model.config import ChaosConfig
 from chaos_model.guard import ensure_injectable
 from chaos_model.machine import ChaosMachine, bind
 from chaos_model.recorder import BudgetSpent, RunRecorder
+from chaos_model.run_stats import write_run_stats
 from chaos_model.stack import LocalStack, Stack
 
 
@@ -45,11 +47,35 @@ def test_pipeline_survives_chaos(
     except AssertionError as error:
         error.add_note(_saved(machine.recorder))
         raise
+    finally:
+        _write_stats(machine, chaos_lane, base)
     if machine.recorder.last_failure is not None:
         pytest.fail(
             "; ".join(machine.recorder.last_failure.violations) + "\n" + _saved(machine.recorder),
             pytrace=False,
         )
+
+
+def _write_stats(machine: type[ChaosMachine], lane: int, base: int | None) -> None:
+    """The lane's invariant statistics, like a ``chaos-model run``'s (docs/invariants.md)."""
+    recorder = machine.recorder
+    failures = [
+        record
+        for record in (recorder.first_failure, recorder.last_failure)
+        if record is not None and record.directory is not None
+    ]
+    if len(failures) == 2 and failures[0] is failures[1]:
+        failures.pop()
+    summary = {
+        "examples": recorder.examples,
+        "steps": recorder.steps,
+        "seed": None if base is None else base * 1000 + lane,
+        "bugs": list(getattr(machine.stack, "bugs", ())),
+        "faults_by_kind": dict(recorder.faults_by_kind),
+        "violations": recorder.violations,
+    }
+    with contextlib.suppress(OSError):
+        write_run_stats(machine.config.failures_dir / "runs", recorder.exercise, failures, summary)
 
 
 def _saved(recorder: RunRecorder) -> str:

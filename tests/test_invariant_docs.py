@@ -35,8 +35,8 @@ def test_no_section_for_an_invariant_that_does_not_exist() -> None:
 def test_markdown_names_the_last_violation_and_its_replay_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    runs = tmp_path / "runs"
-    runs.mkdir()
+    runs = tmp_path / "chaos-failures"
+    (runs / "gw0" / "runs").mkdir(parents=True)
     counts = {"faults": {"kill": 3}, "operations": {"deliver": 4, "redeliver": 1}}
     invariants = {inv.name: {"kind": inv.kind, "checked_examples": 4, **counts} for inv in ALL}
     failure = {
@@ -45,7 +45,7 @@ def test_markdown_names_the_last_violation_and_its_replay_file(
         "directory": "chaos-failures/20261128-120000-one_message_per_update/latest",
     }
     stats = {"finished": "2026-11-28T12:00:00Z", "examples": 4, "steps": 20}
-    (runs / "20261128-120000.json").write_text(
+    (runs / "gw0" / "runs" / "20261128-120000.json").write_text(
         json.dumps({**stats, "invariants": invariants, "failures": [failure]})
     )
     assert main(["invariants", "--markdown", "--runs", str(runs)]) == 0

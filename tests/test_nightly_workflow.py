@@ -101,6 +101,8 @@ def test_fuzz_step_runs_here_with_a_small_budget(tmp_path: Path) -> None:
     assert "2 passed" in result.stdout, tail
     assert "test_pipeline_survives_chaos[lane0]" in result.stdout
     assert "test_pipeline_survives_chaos[lane1]" in result.stdout
+    stats = sorted((tmp_path / "failures").glob("gw*/runs/*.json"))
+    assert len(stats) == 2, stats
 
 
 def test_hypofuzz_collects_the_chaos_machine_without_starting_a_stack() -> None:
