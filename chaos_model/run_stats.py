@@ -24,7 +24,7 @@ from chaos_model.invariants import ALL
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
-    from chaos_model.recorder import FailureRecord
+    from chaos_model.recorder import FailureRecord, RunRecorder
 
 #: rules that only set up an example (no operation, no fault): not counted
 SETUP_RULES = frozenset({"choose_faults"})
@@ -124,6 +124,31 @@ def write_run_stats(
     for old in sorted(directory.glob("*.json"))[:-KEEP_RUNS]:
         old.unlink(missing_ok=True)
     return path
+
+
+def write_recorder_stats(
+    directory: Path, recorder: RunRecorder, *, seed: int | None, bugs: list[str]
+) -> Path | None:
+    """Write what ``recorder`` counted as one run's statistics (None if it cannot be written)."""
+    failures = [
+        record
+        for record in (recorder.first_failure, recorder.last_failure)
+        if record is not None and record.directory is not None
+    ]
+    if len(failures) == 2 and failures[0] is failures[1]:
+        failures.pop()
+    summary = {
+        "examples": recorder.examples,
+        "steps": recorder.steps,
+        "seed": seed,
+        "bugs": bugs,
+        "faults_by_kind": dict(recorder.faults_by_kind),
+        "violations": recorder.violations,
+    }
+    try:
+        return write_run_stats(directory, recorder.exercise, failures, summary)
+    except OSError:
+        return None
 
 
 def read_run_stats(directory: Path, last: int = 10) -> list[dict[str, Any]]:

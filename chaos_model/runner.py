@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from chaos_model.recorder import (
 )
 from chaos_model.replay import replay
 from chaos_model.reporting.capture import ExampleCapture
-from chaos_model.run_stats import write_run_stats
+from chaos_model.run_stats import write_recorder_stats
 from chaos_model.stack import Stack
 from chaos_model.sweep import run_sweep
 
@@ -163,25 +162,6 @@ def run(
         for _ in range(config.replays):
             outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
             report.reproduced += int(outcome.failed)
-    _write_stats(config, recorder, report)
+    bugs = list(getattr(stack, "bugs", ()))
+    write_recorder_stats(config.failures_dir / "runs", recorder, seed=config.seed, bugs=bugs)
     return report
-
-
-def _write_stats(config: ChaosConfig, recorder: RunRecorder, report: RunReport) -> None:
-    """The run's invariant statistics into ``<failures dir>/runs/`` (docs/invariants.md)."""
-    failures = [
-        record
-        for record in (report.first_failure, report.failure)
-        if record is not None and record.directory is not None
-    ]
-    if len(failures) == 2 and failures[0] is failures[1]:
-        failures.pop()
-    summary = {
-        "examples": report.examples,
-        "steps": report.steps,
-        "seed": config.seed,
-        "faults_by_kind": report.faults_by_kind,
-        "violations": report.violations,
-    }
-    with contextlib.suppress(OSError):
-        write_run_stats(config.failures_dir / "runs", recorder.exercise, failures, summary)

@@ -28,7 +28,7 @@ from chaos_model.config import ChaosConfig
 from chaos_model.guard import ensure_injectable
 from chaos_model.machine import ChaosMachine, bind
 from chaos_model.recorder import BudgetSpent, RunRecorder
-from chaos_model.run_stats import write_run_stats
+from chaos_model.run_stats import write_recorder_stats
 from chaos_model.stack import LocalStack, Stack
 
 
@@ -58,24 +58,11 @@ def test_pipeline_survives_chaos(
 
 def _write_stats(machine: type[ChaosMachine], lane: int, base: int | None) -> None:
     """The lane's invariant statistics, like a ``chaos-model run``'s (docs/invariants.md)."""
-    recorder = machine.recorder
-    failures = [
-        record
-        for record in (recorder.first_failure, recorder.last_failure)
-        if record is not None and record.directory is not None
-    ]
-    if len(failures) == 2 and failures[0] is failures[1]:
-        failures.pop()
-    summary = {
-        "examples": recorder.examples,
-        "steps": recorder.steps,
-        "seed": None if base is None else base * 1000 + lane,
-        "bugs": list(getattr(machine.stack, "bugs", ())),
-        "faults_by_kind": dict(recorder.faults_by_kind),
-        "violations": recorder.violations,
-    }
-    with contextlib.suppress(OSError):
-        write_run_stats(machine.config.failures_dir / "runs", recorder.exercise, failures, summary)
+    bugs = list(getattr(machine.stack, "bugs", ()))
+    seed = None if base is None else base * 1000 + lane
+    write_recorder_stats(
+        machine.config.failures_dir / "runs", machine.recorder, seed=seed, bugs=bugs
+    )
 
 
 def _saved(recorder: RunRecorder) -> str:

@@ -76,6 +76,7 @@ def test_a_run_writes_the_statistics_the_docs_count(stack: LocalStack, tmp_path:
     report = run(stack, config)
     [stats] = read_run_stats(tmp_path / "runs")
     assert stats["examples"] == report.examples
+    assert stats["bugs"] == [] and stats["seed"] == 3
     assert stats["examples_checked"] >= 1
     safety = stats["invariants"]["one_message_per_update"]
     assert safety["kind"] == "safety"

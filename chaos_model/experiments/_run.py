@@ -140,7 +140,12 @@ def run_experiment(
         as_expected=False,
         bugs=list(getattr(stack, "bugs", ())),
     )
-    machine = bind(stack, config, recorder)()
+    try:
+        machine = bind(stack, config, recorder)()
+    except Exception as error:  # noqa: BLE001 - the stack could not even be reset
+        result.error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        result.seconds = round(time.monotonic() - began, 2)
+        return result
     try:
         try:
             for item in experiment.steps:

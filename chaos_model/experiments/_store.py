@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from chaos_model.experiments._catalogue import BUILT_IN
-from chaos_model.experiments._model import BadExperiment, Experiment
+from chaos_model.experiments._model import BadExperiment, Experiment, describe_step
+from chaos_model.run_stats import FAULT_RULES
 
 #: the folder saved experiments live in, unless ``--experiments-dir`` or the variable says
 DEFAULT_DIR = Path("chaos-experiments")
 ENV_DIR = "CHAOS_MODEL_EXPERIMENTS_DIR"
+FAULT_STEPS = FAULT_RULES - {"heal_one", "heal_all"}
 
 
 def user_dir(directory: Path | None = None) -> Path:
@@ -73,7 +76,7 @@ def save(experiment: Experiment, directory: Path | None = None, *, force: bool =
     return path
 
 
-def from_failure(name: str, steps_file: Path, steps: list[dict[str, object]]) -> Experiment:
+def from_failure(name: str, steps_file: Path, steps: list[dict[str, Any]]) -> Experiment:
     """A saved failure's program as a named regression experiment."""
     violations: list[str] = []
     invariants: list[str] = []
@@ -86,13 +89,16 @@ def from_failure(name: str, steps_file: Path, steps: list[dict[str, object]]) ->
     except (OSError, ValueError):
         pass
     broke = ", ".join(invariants) or "an invariant"
+    faults = [describe_step(step) for step in steps if step["rule"] in FAULT_STEPS]
     return Experiment(
         name=name,
         hypothesis=(
             f"This program once broke {broke} (saved from {source}). On a correct pipeline "
             "it passes: every invariant holds."
         ),
-        blast_radius="whatever the program's faults touch (see the steps)",
+        blast_radius=(
+            "what its faults touch: " + ", ".join(faults) if faults else "no fault: operations only"
+        ),
         steps=tuple(dict(step) for step in steps),
         observe=("the invariants it once violated", "messages by final stage"),
         expected="Every invariant holds.",
