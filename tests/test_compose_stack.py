@@ -17,6 +17,8 @@ import pytest
 from test_stack_contract import compose_skip_reason, db_answers, deliver, update, wait_extracted
 
 from chaos_model._wait import wait_until
+from chaos_model.errors import UnsafeTarget
+from chaos_model.guard import ensure_injectable
 from chaos_model.stack import ComposeService, ComposeStack
 from chaos_model.stack._docker import docker_client, project_containers
 
@@ -48,6 +50,17 @@ def leftovers(project: str) -> list[str]:
 
 def test_every_container_is_labelled_as_a_test_environment(compose: ComposeStack) -> None:
     assert compose.test_environment
+
+
+def test_the_guard_goes_by_the_label_for_a_project_chaos_model_did_not_start(
+    compose: ComposeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CHAOS_MODEL_TEST_ENVIRONMENT", raising=False)
+    monkeypatch.setattr(compose, "started_by", "the ops team")
+    ensure_injectable(compose)  # every container carries the test-environment label
+    monkeypatch.setattr(ComposeStack, "test_environment", property(lambda self: False))
+    with pytest.raises(UnsafeTarget, match="refusing to inject faults"):
+        ensure_injectable(compose)
 
 
 def test_partition_disconnects_a_service_and_heal_reconnects_it(compose: ComposeStack) -> None:
