@@ -486,21 +486,11 @@ class ChaosMachine(RuleBasedStateMachine):
         self._let_armed_failpoint_fire()
         self._let_broken_llm_exhaust_retries()
         self._heal_everything()
-        began = time.monotonic()
-        try:
-            wait_until(
-                self.target.quiescent,
-                timeout=self.config.quiescence_timeout,
-                what="the pipeline to quiesce",
-                max_interval=0.05,
-            )
-            quiesced = True
-        except WaitTimeout:
-            quiesced = False
-            with contextlib.suppress(Exception):
-                self.pending_at_deadline = self.target.pending_work()
-        self.recorder.quiesced(time.monotonic() - began)
+        # The probe goes first: a system that cannot take new work after the heal will not
+        # quiesce either (its clients keep retrying), and waiting out the whole quiescence
+        # deadline to learn that would only make the finding slower.
         recovery = self._recovery_probe()
+        quiesced = None if recovery is None else self._wait_quiescent()
         self.model.accepted = self.target.telegram.accepted_ids()
         self.model.retrying = self.target.telegram.retrying_ids()
         self.target.wait_feeds_caught_up(FEED_CATCH_UP_SECONDS)
@@ -522,6 +512,23 @@ class ChaosMachine(RuleBasedStateMachine):
             self.recorder.violation(failed)
             kind = SafetyViolation if any(r.kind == "safety" for r in failed) else LivenessViolation
             raise kind("\n".join(str(result) for result in failed))
+
+    def _wait_quiescent(self) -> bool:
+        began = time.monotonic()
+        try:
+            wait_until(
+                self.target.quiescent,
+                timeout=self.config.quiescence_timeout,
+                what="the pipeline to quiesce",
+                max_interval=0.05,
+            )
+            quiesced = True
+        except WaitTimeout:
+            quiesced = False
+            with contextlib.suppress(Exception):
+                self.pending_at_deadline = self.target.pending_work()
+        self.recorder.quiesced(time.monotonic() - began)
+        return quiesced
 
     def _recovery_probe(self) -> float | None:
         """Send one fresh update; return the seconds it took to reach ``extracted``."""

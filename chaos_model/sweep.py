@@ -27,19 +27,22 @@ DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep
 
 
 def sweep_programs(config: ChaosConfig) -> Iterator[Steps]:
-    """The programs of the sweep, cheapest first, limited to the configured faults."""
+    """The programs of the sweep, limited to the configured faults; the broken LLM last, since
+    a correct pipeline needs its whole retry budget (about 15 s) to give up."""
     yield [DELIVER, {"rule": "redeliver", "args": {"update": 0}}]
     yield [
         {"rule": "open_feed", "args": {"name": "dashboard-a"}},
         {"rule": "drop_feed", "args": {"name": "dashboard-a"}},
     ]
     faults = set(config.faults)
-    if "failpoint" in faults and "crash" in config.failpoint_actions:
-        for name in config.failpoints or FAILPOINTS:
-            yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
+    # Kills before crash points: four programs that each stop a whole service, where a crash
+    # point in the worker costs a JetStream redelivery (the ack wait) before the work resumes.
     if "kill" in faults:
         for service in KILLABLE:
             yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
+    if "failpoint" in faults and "crash" in config.failpoint_actions:
+        for name in config.failpoints or FAILPOINTS:
+            yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
     if "llm" in faults:
         yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
 
