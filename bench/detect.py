@@ -139,14 +139,23 @@ def detect(
 
 
 def correct(seeds: int, budget: float, steps: int, out: Path, shrink: float) -> dict[str, Any]:
+    """The correct pipeline: each seed as the detection runs do (sweep, then search), and once
+    more for throughput, as a default ``chaos-model run`` searches (no sweep, default steps):
+    the sweep's two-step programs with their teardowns say little about the search's pace."""
     runs: list[dict[str, Any]] = []
+    modes = [(seed, True, steps) for seed in range(1, seeds + 1)]
+    modes.append((seeds + 1, False, ChaosConfig().steps))
     with LocalStack() as stack:
-        for seed in range(1, seeds + 1):
-            config = _config(seed, budget, out, steps, shrink)
+        for seed, sweep, mode_steps in modes:
+            config = _config(seed, budget, out, mode_steps, shrink)
+            config.sweep = sweep
             report = run(stack, config, log_dirs=stack.log_paths())
+            mode = f"{'sweep and search' if sweep else 'search only'}, {mode_steps} steps"
             runs.append(
                 {
                     "seed": seed,
+                    "mode": mode,
+                    "throughput_run": not sweep,
                     "violations": report.violations,
                     "failure": report.failure.violations if report.failure else None,
                     "examples": report.examples,
@@ -155,7 +164,7 @@ def correct(seeds: int, budget: float, steps: int, out: Path, shrink: float) -> 
                 }
             )
             _say(
-                f"correct pipeline seed {seed}: {report.violations} violations, "
+                f"correct pipeline seed {seed} ({mode}): {report.violations} violations, "
                 f"{report.steps_per_second:.1f} steps/s"
             )
     return {"correct": runs}
@@ -202,7 +211,8 @@ def print_table(data: dict[str, Any]) -> None:
             )
     for run_ in data.get("correct", []):
         print(
-            f"\ncorrect pipeline (seed {run_['seed']}): {run_['violations']} violations,"
+            f"\ncorrect pipeline (seed {run_['seed']}, {run_.get('mode', '')}):"
+            f" {run_['violations']} violations,"
             f" {run_['steps_per_second']} steps/s, {run_['examples_per_minute']} examples/min,"
             f" {run_['faults_per_minute']} faults/min, reset p50 {run_['reset_p50_ms']} ms,"
             f" cold start {run_['cold_start_seconds']} s"
@@ -264,14 +274,18 @@ def assess(data: dict[str, Any]) -> list[tuple[str, bool, str]]:
                 ", ".join(f"{bug} {n}" for bug, n in long.items()) or "all within",
             )
         )
-    for run_ in data.get("correct", []):
+    correct_runs = data.get("correct", [])
+    violations = sum(run_["violations"] for run_ in correct_runs)
+    if correct_runs:
         verdicts.append(
             (
                 "0 violations on the correct pipeline",
-                not run_["violations"],
-                str(run_["violations"]),
+                not violations,
+                f"{violations} in {len(correct_runs)} runs",
             )
         )
+    throughput_runs = [r for r in correct_runs if r.get("throughput_run")] or correct_runs
+    for run_ in throughput_runs:
         verdicts.append(
             (
                 f">= {STEPS_PER_SECOND_TARGET:.0f} steps/s on the correct pipeline",
@@ -325,7 +339,8 @@ def markdown(data: dict[str, Any]) -> str:
     for run_ in data.get("correct", []):
         lines += [
             "",
-            f"Correct pipeline, same budget: **{run_['violations']} violations** in"
+            f"Correct pipeline ({run_.get('mode', 'same settings')}), same budget:"
+            f" **{run_['violations']} violations** in"
             f" {run_['examples']} examples with {run_['faults']} faults;"
             f" {run_['steps_per_second']} steps/s, {run_['examples_per_minute']} examples/min,"
             f" {run_['faults_per_minute']} faults/min, reset p50 {run_['reset_p50_ms']} ms,"
