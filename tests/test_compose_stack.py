@@ -123,6 +123,38 @@ def test_a_killed_owner_leaves_nothing_behind() -> None:
     )
 
 
+@requires_docker
+def test_an_app_image_built_from_other_code_is_refused(tmp_path: Path) -> None:
+    from chaos_model.stack._docker import IMAGES_ENV, SOURCE_LABEL, read_env_file
+
+    images = read_env_file(IMAGES_ENV)
+    client = docker_client()
+    container = client.containers.create(images["CHAOS_APP_IMAGE"], command=["true"])
+    try:
+        container.commit("chaos-model/app", "stale-test", changes=[f"LABEL {SOURCE_LABEL}=old"])
+    finally:
+        container.remove(force=True)
+    env_file = tmp_path / "images.env"
+    images["CHAOS_APP_IMAGE"] = "chaos-model/app:stale-test"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in images.items()))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "chaos_model.cli", "run", "--backend", "compose"],
+            env={**os.environ, "CHAOS_IMAGES_ENV": str(env_file)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        client.images.remove("chaos-model/app:stale-test", force=True)
+        client.close()
+    assert done.returncode == 3, done.stderr
+    assert "built from other code" in done.stderr and "scripts/build-images" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "hint"),
     [

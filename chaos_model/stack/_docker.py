@@ -6,6 +6,7 @@ what to do (install or start Docker, build the images).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import shutil
@@ -99,7 +100,35 @@ def image_environment(client: Any, env_file: Path = IMAGES_ENV) -> dict[str, str
             client.images.get(image)
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound, or the engine is gone
             raise StackError(f"image {image} (for {purpose}) is not built; {BUILD_HINT}") from None
+    check_app_image(client, values.get("CHAOS_APP_IMAGE") or os.environ["CHAOS_APP_IMAGE"])
     return values
+
+
+SOURCE_LABEL = "com.chaos-model.source"
+
+
+def source_digest(root: Path = ROOT) -> str:
+    """The digest of the code the app image carries; scripts/build-images computes the same."""
+    files = sorted(
+        str(path.relative_to(root))
+        for package in ("chaos_model", "pipeline_app")
+        for path in (root / package).rglob("*")
+        if path.suffix in (".py", ".sql") and "__pycache__" not in path.parts
+    )
+    lines = [
+        f"{name}\0{hashlib.sha256((root / name).read_bytes()).hexdigest()}\n"
+        for name in ["pyproject.toml", *files]
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def check_app_image(client: Any, image: str) -> None:
+    """Refuse an app image built from other code than this tree's (it would test stale code)."""
+    built = (client.images.get(image).labels or {}).get(SOURCE_LABEL)
+    if built is not None and built != source_digest():
+        raise StackError(
+            f"image {image} was built from other code than this tree's; {BUILD_HINT} again"
+        )
 
 
 def project_containers(client: Any, project: str, service: str | None = None) -> list[Any]:
