@@ -41,7 +41,7 @@ KNOWN_MINIMUM = {
     "respond_before_commit": 2,
     "no_update_dedup": 2,
     "non_idempotent_extract": 2,
-    "ack_failures": 3,
+    "ack_failures": 2,
     "no_pool_recovery": 1,
     "ws_no_resume": 2,
     "infinite_redelivery": 2,

@@ -126,6 +126,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.target = PipelineTarget(self.stack, self.history)
         self.model = ModelState(max_attempts=self.target.max_attempts)
         self.active: dict[str, Fault] = {}
+        self.applied_at: dict[str, float] = {}
         self.steps: list[dict[str, Any]] = []
         self.delivered: list[int] = []
         self.bodies: dict[int, dict[str, Any]] = {}
@@ -178,6 +179,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.history.complete(op, "ok")
         if not fault.instant:
             self.active[key] = fault
+            self.applied_at[key] = time.monotonic()
 
     def _heal(self, key: str) -> None:
         fault = self.active.pop(key)
@@ -457,6 +459,22 @@ class ChaosMachine(RuleBasedStateMachine):
         with contextlib.suppress(WaitTimeout):
             wait_until(fired_or_idle, timeout=FAILPOINT_SETTLE_SECONDS, what="the failpoint")
 
+    def _let_timed_llm_fault_run_out(self) -> None:
+        """Before the final heal, let an LLM fault with a duration run its course unless the
+        pipeline is idle: a heal right after the last step would clear it before the work that
+        was delivered just before reaches the LLM, and nothing would have met the fault."""
+        fault = self.active.get("llm")
+        if not isinstance(fault, LLMFault) or fault.seconds is None:
+            return
+        ends = self.applied_at["llm"] + fault.seconds
+        with contextlib.suppress(WaitTimeout):
+            wait_until(
+                lambda: time.monotonic() >= ends or self.target.quiescent(),
+                timeout=max(0.0, ends - time.monotonic()),
+                what="the LLM fault to run out",
+                max_interval=0.1,
+            )
+
     def _let_broken_llm_exhaust_retries(self) -> None:
         """With the LLM broken for good, wait (bounded) for the pipeline to give up on the
         messages that need it before healing: a correct one dead-letters them."""
@@ -484,6 +502,7 @@ class ChaosMachine(RuleBasedStateMachine):
 
     def _check_liveness(self) -> None:
         self._let_armed_failpoint_fire()
+        self._let_timed_llm_fault_run_out()
         self._let_broken_llm_exhaust_retries()
         self._heal_everything()
         # The probe goes first: a system that cannot take new work after the heal will not

@@ -4,10 +4,11 @@ Random search meets a particular crash point only by chance: a failpoint is one 
 names, drawn in some examples and not others, and it must be armed before the work reaches it.
 Yet "what if this process dies exactly here while a message is in flight" is the first question
 to ask of each crash point. So a run starts by asking it, deterministically: one short program
-per fault (arm one crash point, kill one service, break the LLM), each followed by one
-delivery; and the two faults of the outside world: Telegram delivering an update twice, and a
-dashboard's WebSocket dropping while the teardown's own traffic flows. A failure found here is
-already minimal and reproducible; only when the sweep finds nothing does the search begin.
+per fault (kill one service, make the LLM fail for a few seconds, arm one crash point, break
+the LLM for good), each followed by one delivery; and the two faults of the outside world:
+Telegram delivering an update twice, and a dashboard's WebSocket dropping while the teardown's
+own traffic flows. A failure found here is already minimal and reproducible; only when the
+sweep finds nothing does the search begin.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def sweep_programs(config: ChaosConfig) -> Iterator[Steps]:
     if "kill" in faults:
         for service in KILLABLE:
             yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
+    if "llm" in faults:
+        yield [{"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}}, DELIVER]
     if "failpoint" in faults and "crash" in config.failpoint_actions:
         for name in config.failpoints or FAILPOINTS:
             yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]

@@ -28,7 +28,12 @@ def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
     assert crashes == [{"name": name, "action": "crash"} for name in FAILPOINTS]
     kills = [p[0]["args"]["service"] for p in programs if p[0]["rule"] == "kill"]
     assert kills == list(KILLABLE)
-    assert programs[-1][0] == {"rule": "break_llm", "args": {"mode": "error"}}
+    llm = [p[0] for p in programs if p[0]["rule"] in ("llm_fault", "break_llm")]
+    assert llm == [
+        {"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}},
+        {"rule": "break_llm", "args": {"mode": "error"}},
+    ]
+    assert programs[-1][0]["rule"] == "break_llm"
     for program in programs[2:]:
         assert len(_faults(program)) == 1
         assert program[-1]["rule"] == "deliver"
