@@ -3,6 +3,7 @@ its own slice of the range; the shared example database option is checked up fro
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,9 @@ print(len(set(ports)))
 """
 
 
-def _run(code: str) -> subprocess.CompletedProcess[str]:
+def _run(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
     )
 
 
@@ -58,5 +59,20 @@ def test_the_shared_database_is_read_only_and_multiplexed() -> None:
         "assert any(isinstance(part, ReadOnlyDatabase) for part in db._wrapped), db\n"
         "assert SHARED_DB_ARTIFACT in repr(db), db\n"
     )
-    result = _run(code)
+    # Outside CI, Hypothesis keeps a local database: the shared one is added to it.
+    local = {name: value for name, value in os.environ.items() if name not in ("CI", "TF_BUILD")}
+    result = _run(code, env=local)
+    assert result.returncode == 0, result.stderr
+
+
+def test_in_ci_the_shared_database_is_the_only_one_and_read_only() -> None:
+    code = (
+        "from hypothesis.database import ReadOnlyDatabase\n"
+        "from chaos_model.pytest_plugin import _shared_database, SHARED_DB_ARTIFACT\n"
+        "db = _shared_database('owner/repo')\n"
+        "assert isinstance(db, ReadOnlyDatabase), db\n"
+        "assert SHARED_DB_ARTIFACT in repr(db), db\n"
+    )
+    # Hypothesis's "ci" profile, loaded when CI is set, keeps no local database.
+    result = _run(code, env={**os.environ, "CI": "true"})
     assert result.returncode == 0, result.stderr
