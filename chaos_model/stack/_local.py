@@ -42,7 +42,9 @@ from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._process import ManagedProcess
 from pipeline_app.failpoints import FailpointFile
 
-READY_TIMEOUT = 20.0
+#: A deadline, not a wait: a service is used as soon as it answers. A Python service starts in
+#: about a second, but on a 2-core machine running several stacks at once it has taken over 20 s.
+READY_TIMEOUT = 45.0
 HEAL_ROUNDS = 3
 PORT_FLOOR = 20000
 APP_SERVICES = ("api", "worker")
