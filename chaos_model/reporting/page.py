@@ -112,11 +112,14 @@ def _section(section: ExampleSection) -> str:
 
 def _caption(section: ExampleSection) -> str:
     timeline = section.timeline
-    return (
-        f"{len(timeline.steps)} steps, {len(timeline.bands)} faults,"
-        f" {len(timeline.answers)} webhook answers, {len(timeline.messages)} messages,"
-        f" {timeline.duration:.1f}s"
+    counts = (
+        (len(timeline.steps), "step"),
+        (len(timeline.bands), "fault"),
+        (len(timeline.answers), "webhook answer"),
+        (len(timeline.messages), "message"),
     )
+    parts = [f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts]
+    return ", ".join([*parts, f"{timeline.duration:.1f}s"])
 
 
 def _fired_box(fired: FiredInvariant) -> str:
