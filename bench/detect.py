@@ -312,13 +312,23 @@ def print_targets(verdicts: list[tuple[str, bool, str]]) -> None:
         print(f"  {'met   ' if met else 'MISSED'}  {target}: {measured}")
 
 
+def _compact(program: str | None) -> str:
+    """``state.kill(service='postgres')`` lines as ``kill(service='postgres')``, joined."""
+    steps = [
+        line.strip().split("state.", 1)[1]
+        for line in (program or "").splitlines()
+        if "state." in line and "teardown()" not in line
+    ]
+    return f"`{'; '.join(steps)}`" if steps else "-"
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The results as the Markdown tables of docs/detection.md."""
     sweep_size = sum(1 for _ in sweep_programs(ChaosConfig()))
     lines = [
         "| bug | found | median s to first violation | found by | invariant"
-        " | shrunk steps (known minimum) | reproduced |",
-        "|---|---|---|---|---|---|---|",
+        " | shrunk steps (known minimum) | reproduced | program (first seed) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     by_bug: dict[str, list[dict[str, Any]]] = {}
     for result in data.get("bugs", []):
@@ -334,7 +344,8 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| `{bug}` | {len(found)}/{len(runs)} | {median} | {', '.join(how) or '-'}"
             f" | {', '.join(invariants) or '-'}"
-            f" | {', '.join(map(str, lengths)) or '-'} ({KNOWN_MINIMUM[bug]}) | {repro} |"
+            f" | {', '.join(map(str, lengths)) or '-'} ({KNOWN_MINIMUM[bug]}) | {repro}"
+            f" | {_compact(found[0]['program']) if found else '-'} |"
         )
     for run_ in data.get("correct", []):
         lines += [
