@@ -355,9 +355,9 @@ class LocalStack:
         if refuse:
             if self._original_hba is None:
                 self._original_hba = hba.read_text()
-            hba.write_text(REFUSING_HBA)  # in place: keeps the postgres owner and mode
+            _replace_file(hba, REFUSING_HBA)
         elif self._original_hba is not None:
-            hba.write_text(self._original_hba)
+            _replace_file(hba, self._original_hba)
             self._original_hba = None
         else:
             return
@@ -742,3 +742,18 @@ class LocalStack:
 def local_stack(**kwargs: Any) -> Iterator[LocalStack]:
     with LocalStack(**kwargs) as stack:
         yield stack
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Replace ``path`` atomically, keeping its owner and mode.
+
+    Written in place, the file is empty for a moment; a PostgreSQL reload (SIGHUP) that reads
+    pg_hba.conf then fails and keeps the rules it had, which may be the refusing ones.
+    """
+    status = path.stat()
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(text)
+    os.chmod(fresh, status.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(fresh, status.st_uid, status.st_gid)
+    os.replace(fresh, path)
