@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    from chaos_model.adapter import TargetSpec
+    from chaos_model.config import ChaosConfig
     from chaos_model.runner import RunReport
-    from chaos_model.stack import ComposeStack, LocalStack, RemoteStack
+    from chaos_model.stack import AttachedStack, ComposeStack, LocalStack, RemoteStack
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_STACK = 0, 1, 2, 3
 
@@ -55,7 +57,6 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from chaos_model.config import ALL_FAULT_KINDS
     from chaos_model.experiments import _cli as experiments_cli
-    from pipeline_app.bugs import KNOWN_BUGS
 
     parser = _Parser(prog="chaos-model", description=__doc__.splitlines()[0].strip('"` .'))
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -83,9 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bug",
         action="append",
         default=[],
-        choices=sorted(KNOWN_BUGS),
         metavar="NAME",
-        help="switch on a known bug in the reference pipeline (repeatable)",
+        help="switch on a known bug of the target (its adapter's [bugs] names; repeatable)",
     )
     run.add_argument("--replays", type=_positive, default=3, help="replays of a found failure")
     run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a saved failing program on a fresh stack")
     replay.add_argument("file", type=Path, help="steps.json or the folder that holds it")
     replay.add_argument("--times", type=_positive, default=1, help="replays (default 1)")
-    replay.add_argument("--bug", action="append", default=[], choices=sorted(KNOWN_BUGS))
+    replay.add_argument("--bug", action="append", default=[], metavar="NAME")
     replay.add_argument(
         "--attach",
         type=Path,
@@ -147,12 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run statistics to count from, with any runs/ folder below it"
         " (default chaos-failures/runs)",
     )
-    experiments_cli.add_parser(commands, _Parser, sorted(KNOWN_BUGS))
+    experiments_cli.add_parser(commands, _Parser)
 
     stack = commands.add_parser("stack", help="manage the embedded local stack")
     stack_commands = stack.add_subparsers(dest="stack_command", required=True, parser_class=_Parser)
     up = stack_commands.add_parser("up", help="start the stack in the foreground until Ctrl-C")
-    up.add_argument("--bug", action="append", default=[], choices=sorted(KNOWN_BUGS))
+    up.add_argument("--bug", action="append", default=[], metavar="NAME")
+    add_target_option(up)
     up.add_argument("--keep", action="store_true", help="keep the data folder after stop")
     up.add_argument(
         "--state-file",
@@ -166,7 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the adapter of the system under test (default $CHAOS_MODEL_TARGET, else"
+        " ./chaos-target.toml)",
+    )
+
+
 def _add_backend(parser: argparse.ArgumentParser) -> None:
+    add_target_option(parser)
+    parser.add_argument(
+        "--attach-target",
+        action="store_true",
+        help="attach to the running system the adapter's [attach] section describes instead of"
+        " starting one",
+    )
+    parser.add_argument(
+        "--test-environment",
+        action="store_true",
+        help="with --attach-target: declare the attached system a test environment chaos may"
+        " touch (else its adapter must say `test_environment = true`)",
+    )
     parser.add_argument(
         "--backend",
         choices=("local", "compose"),
@@ -177,7 +202,7 @@ def _add_backend(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chaos_model.errors import UnsafeTarget
+    from chaos_model.errors import AdapterError, UnsafeTarget
     from chaos_model.experiments import BadExperiment
 
     parser = build_parser()
@@ -194,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return _replay(args)
         return _stack_up(args)
-    except (UsageError, UnsafeTarget, BadExperiment) as error:
+    except (UsageError, UnsafeTarget, BadExperiment, AdapterError) as error:
         print(f"chaos-model: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `chaos-model invariants | head`
@@ -222,12 +247,27 @@ def _invariants(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _start_stack(bugs: list[str], keep: bool = False):  # type: ignore[no-untyped-def]
+def _target(args: argparse.Namespace) -> TargetSpec:
+    """The adapter named by --target (or the default one), with --bug checked against it."""
+    from chaos_model.adapter import load_target
+
+    target = load_target(getattr(args, "target", None))
+    unknown = sorted(set(getattr(args, "bug", None) or ()) - set(target.bugs))
+    if unknown:
+        raise UsageError(
+            f"--bug: unknown bug(s) {', '.join(unknown)} for target {target.name};"
+            f" known: {', '.join(target.bugs) or 'none (its adapter lists no [bugs])'}"
+        )
+    return target
+
+
+def _start_stack(args: argparse.Namespace, keep: bool = False):  # type: ignore[no-untyped-def]
     from chaos_model.errors import StackError
     from chaos_model.stack import LocalStack
 
-    stack = LocalStack(bugs=tuple(bugs), keep_dir=keep)
-    print("starting the local stack ...", file=sys.stderr, flush=True)
+    target = _target(args)
+    stack = LocalStack(target, bugs=tuple(args.bug), keep_dir=keep)
+    print(f"starting the local stack of target {target.name} ...", file=sys.stderr, flush=True)
     try:
         stack.start()
     except StackError as error:
@@ -243,11 +283,14 @@ def _start_stack(bugs: list[str], keep: bool = False):  # type: ignore[no-untype
     return stack
 
 
-def _start_compose_stack(bugs: list[str], keep: bool = False) -> ComposeStack | None:
+def _start_compose_stack(args: argparse.Namespace, keep: bool = False) -> ComposeStack | None:
     from chaos_model.errors import StackError
     from chaos_model.stack import ComposeStack
 
-    stack = ComposeStack(bugs=tuple(bugs), keep_dir=keep)
+    try:
+        stack = ComposeStack(_target(args), bugs=tuple(args.bug), keep_dir=keep)
+    except StackError as error:
+        raise UsageError(str(error)) from error
     print("starting the compose stack ...", file=sys.stderr, flush=True)
     try:
         stack.start()
@@ -265,16 +308,20 @@ def _start_compose_stack(bugs: list[str], keep: bool = False) -> ComposeStack | 
 
 def _open_stack(
     args: argparse.Namespace, *, keep: bool = False
-) -> LocalStack | ComposeStack | RemoteStack | None:
+) -> LocalStack | ComposeStack | RemoteStack | AttachedStack | None:
     """A fresh local or compose stack, or (``--attach``) the stack another process owns; None if
     none could be had (the reason is printed)."""
     backend = getattr(args, "backend", "local")
     if args.attach is not None and backend != "local":
         raise UsageError("--attach drives the stack another process owns: drop --backend")
+    if getattr(args, "attach_target", False):
+        return _attach_target(args)
+    if getattr(args, "test_environment", False):
+        raise UsageError("--test-environment goes with --attach-target")
     if backend == "compose":
-        return _start_compose_stack(args.bug, keep=keep)
+        return _start_compose_stack(args, keep=keep)
     if args.attach is None:
-        stack: LocalStack | None = _start_stack(args.bug, keep=keep)
+        stack: LocalStack | None = _start_stack(args, keep=keep)
         return stack
     from chaos_model.errors import StackError
     from chaos_model.guard import ensure_injectable
@@ -297,6 +344,26 @@ def _open_stack(
         return None
     print(f"attached to the stack of {args.attach}", file=sys.stderr, flush=True)
     return remote
+
+
+def _attach_target(args: argparse.Namespace) -> AttachedStack | None:
+    from chaos_model.errors import StackError
+    from chaos_model.guard import ensure_injectable
+    from chaos_model.stack import AttachedStack
+
+    if args.attach is not None or getattr(args, "backend", "local") != "local":
+        raise UsageError("--attach-target attaches to the adapter's system: drop --attach")
+    if args.bug:
+        raise UsageError("--bug cannot be combined with --attach-target: it runs as it is")
+    stack = AttachedStack(_target(args), test_environment=args.test_environment)
+    ensure_injectable(stack)  # before anything is touched: UnsafeTarget is exit 2
+    try:
+        stack.start()
+    except StackError as error:
+        print(f"chaos-model: cannot attach: {error}", file=sys.stderr)
+        return None
+    print(f"attached to target {stack.target.name}", file=sys.stderr, flush=True)
+    return stack
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -335,16 +402,29 @@ def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
+    attaching = args.attach is not None or args.attach_target
+    if not attaching:  # the attached stack's own adapter is checked once attached
+        _check_config(config, _target(args))
     stack = _open_stack(args)
     if stack is None:
         return EXIT_STACK
     with stack:
+        _check_config(config, stack.target)
         report = run(
             stack, config, log_dirs=stack.log_paths(), capture_passing=args.report_passing
         )
     print_report(report, sys.stdout, bugs=args.bug or ())
     _write_report(report, args)
     return EXIT_VIOLATION if report.failed else EXIT_OK
+
+
+def _check_config(config: ChaosConfig, target: TargetSpec) -> None:
+    from chaos_model.machine import check_config
+
+    try:
+        check_config(config, target)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
 
 
 def _write_report(report: RunReport, args: argparse.Namespace) -> None:
@@ -363,12 +443,14 @@ def _write_report(report: RunReport, args: argparse.Namespace) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from chaos_model.replay import BadProgram, load_steps, replay
+    from chaos_model.replay import BadProgram, load_steps, replay, saved_target
 
     try:
         steps = load_steps(args.file)
     except BadProgram as error:
         raise UsageError(str(error)) from error
+    if args.target is None:
+        args.target = saved_target(args.file)  # the adapter it failed on
     if args.save_as is not None:
         from chaos_model.experiments import from_failure, save
 
@@ -381,7 +463,10 @@ def _replay(args: argparse.Namespace) -> int:
     failures = 0
     with stack:
         for attempt in range(1, args.times + 1):
-            outcome = replay(steps, stack)
+            try:
+                outcome = replay(steps, stack)
+            except BadProgram as error:
+                raise UsageError(str(error)) from error
             failures += int(outcome.failed)
             verdict = "FAILED" if outcome.failed else "passed"
             print(f"replay {attempt}/{args.times}: {verdict}: {outcome.message}")
@@ -396,7 +481,7 @@ def _stack_up(args: argparse.Namespace) -> int:
 
     # The owner's own NATS client reports every NATS kill as an error: not the owner's news.
     logging.getLogger("nats").setLevel(logging.CRITICAL)
-    stack = _start_stack(args.bug, keep=args.keep)
+    stack = _start_stack(args, keep=args.keep)
     if stack is None:
         return EXIT_STACK
     with stack, StackOwner(stack, state_file=args.state_file, port=args.control_port) as owner:

@@ -46,3 +46,7 @@ class UnsupportedFault(ChaosModelError):
 
 class UnsafeTarget(ChaosModelError):
     """Raised before any fault is injected into a stack not marked as a test environment."""
+
+
+class AdapterError(ChaosModelError):
+    """An adapter file (or a Python adapter) is wrong: the message names the key and why."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -69,6 +70,10 @@ def _urls(stack: Any) -> dict[str, str]:
     for key, value in values.items():
         if key.endswith("_url") and isinstance(value, str) and value:
             urls[key.removesuffix("_url")] = value
+        elif key.endswith("_urls") and isinstance(value, Mapping):
+            for name, url in value.items():
+                if isinstance(url, str) and url:
+                    urls[f"{name} ({key.removesuffix('_urls')})"] = url
     control = getattr(stack, "control_url", None)
     if isinstance(control, str) and control:
         urls["control"] = control

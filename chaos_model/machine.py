@@ -14,6 +14,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from hypothesis.stateful import (
 )
 
 from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.adapter import TargetSpec
 from chaos_model.config import ALL_FAULT_KINDS, ChaosConfig
 from chaos_model.errors import ServiceNotReady
 from chaos_model.faults import (
@@ -44,20 +46,33 @@ from chaos_model.faults import (
     TerminateConnections,
 )
 from chaos_model.history import History
-from chaos_model.invariants import LIVENESS, SAFETY, CheckContext, ModelState, Result, Verdict
+from chaos_model.invariants import (
+    CheckContext,
+    ModelState,
+    Result,
+    Verdict,
+    applicable,
+)
 from chaos_model.observe import Snapshot
 from chaos_model.recorder import RunRecorder
-from chaos_model.stack import LINKS, Stack
-from chaos_model.target import PipelineTarget, telegram_update
-from pipeline_app.failpoints import KNOWN_FAILPOINTS
+from chaos_model.stack import Stack
+from chaos_model.target import make_target, telegram_update
 
-PAUSABLE = ("nats", "postgres", "worker")
-KILLABLE = ("nats", "postgres", "worker", "api")
 LLM_MODES = ("rate_limit", "error", "slow", "hang", "malformed")
-FAILPOINTS = tuple(KNOWN_FAILPOINTS)
 FEEDS = ("dashboard-a", "dashboard-b")
-STOPPABLE = ("postgres", "nats", "worker")
-LINK_NAMES = tuple(LINKS)
+#: the rules :func:`bind` makes from a target's adapter
+TARGET_RULES = (
+    "pause",
+    "kill",
+    "stop",
+    "partition",
+    "network",
+    "latency_ramp",
+    "failpoint",
+    "read_back",
+    "open_feed",
+    "drop_feed",
+)
 #: each fault kind once, and kills and LLM failures a second time (a weight of two); failpoints
 #: are not drawn here: they are available in every example
 SWARM_KINDS = (*ALL_FAULT_KINDS, "kill", "llm")
@@ -82,10 +97,7 @@ TOXICS: tuple[dict[str, Any], ...] = (
 )
 MALFORMED_KINDS = ("not_json", "not_object", "missing_fields", "wrong_types", "oversized")
 FORGED_SECRET = "forged-secret"
-FAILPOINT_SETTLE_SECONDS = 3.0
 FEED_CATCH_UP_SECONDS = 5.0
-#: longer than the pipeline's whole retry budget (10 attempts, backoff capped at 2 s)
-PERMANENT_FAULT_SETTLE_SECONDS = 30.0
 LONG_TEXT = "long message " * 300
 
 TEXTS = st.one_of(
@@ -110,11 +122,18 @@ def _failed(results: list[Result]) -> list[Result]:
 
 
 class ChaosMachine(RuleBasedStateMachine):
-    """Drives ``stack`` (bound by :func:`bind`) through operations and faults."""
+    """Drives ``stack`` (bound by :func:`bind`) through operations and faults.
+
+    The rules that depend on the target (which services to pause, kill or stop, which links to
+    cut, which failpoints to arm, whether there is a dashboard) are plain methods here;
+    :func:`bind` turns them into rules drawing from the target's adapter.
+    """
 
     stack: ClassVar[Stack]
     config: ClassVar[ChaosConfig]
     recorder: ClassVar[RunRecorder]
+    #: the configured fault kinds the stack can perform
+    usable_faults: ClassVar[frozenset[str]]
 
     updates = Bundle("updates")
 
@@ -123,15 +142,17 @@ class ChaosMachine(RuleBasedStateMachine):
         self.recorder.before_example()
         reset_seconds = self.stack.reset()
         self.history = History()
-        self.target = PipelineTarget(self.stack, self.history)
-        self.model = ModelState(max_attempts=self.target.max_attempts)
+        self.spec: TargetSpec = self.stack.target
+        self.target = make_target(self.stack, self.history)
+        self.model = ModelState(max_attempts=self.spec.limits.max_attempts)
+        self.safety_invariants, self.liveness_invariants = applicable(self.spec)
         self.active: dict[str, Fault] = {}
         self.applied_at: dict[str, float] = {}
         self.steps: list[dict[str, Any]] = []
         self.delivered: list[int] = []
         self.bodies: dict[int, dict[str, Any]] = {}
         self.pending_at_deadline: dict[str, Any] = {}
-        self.enabled_faults = frozenset(self.config.faults)
+        self.enabled_faults = self.usable_faults
         self.opened_feeds: set[str] = set()
         self.findings: list[Result] = []
         self.recorder.example_started(reset_seconds)
@@ -159,9 +180,7 @@ class ChaosMachine(RuleBasedStateMachine):
             # Failpoints stay available in every example: they are cheap until they fire, and
             # each one is a single place in the code, so they need every chance they can get.
             chosen = frozenset(kinds) | {"failpoint"}
-            self.enabled_faults = chosen & frozenset(self.config.faults) or frozenset(
-                self.config.faults
-            )
+            self.enabled_faults = chosen & self.usable_faults or self.usable_faults
 
     def _apply(self, key: str, fault: Fault) -> None:
         self.recorder.fault_applied(fault.kind)
@@ -250,57 +269,41 @@ class ChaosMachine(RuleBasedStateMachine):
         valid["message"]["text"] = "x" * 70_000
         return json.dumps(valid).encode()
 
-    @rule()
     def read_back(self) -> None:
         self._record("read_back")
         self.target.read_back()
 
-    @rule(name=st.sampled_from(FEEDS))
     def open_feed(self, name: str) -> None:
         self._record("open_feed", name=name)
         self.opened_feeds.add(name)
         self.target.feed_open(name)
 
-    # Preconditions read only the model's own state, never the live system: Hypothesis must
-    # see the same choices when it replays a choice sequence.
-    @precondition(lambda self: bool(self.opened_feeds))
-    @rule(name=st.sampled_from(FEEDS))
     def drop_feed(self, name: str) -> None:
         self._record("drop_feed", name=name)
         self.opened_feeds.discard(name)
         self.target.feed_drop(name)
 
     # ------------------------------------------------------------------ faults
-    @precondition(lambda self: self._may_inject("pause"))
-    @rule(service=st.sampled_from(PAUSABLE))
     def pause(self, service: str) -> None:
         self._record("pause", service=service)
         if service not in self.active:
             self._apply(service, PauseService(service))
 
-    @precondition(lambda self: self._may_inject("kill"))
-    @rule(service=st.sampled_from(KILLABLE))
     def kill(self, service: str) -> None:
         self._record("kill", service=service)
         if service not in self.active:
             self._apply(service, KillService(service))
 
-    @precondition(lambda self: self._may_inject("stop"))
-    @rule(service=st.sampled_from(STOPPABLE))
     def stop(self, service: str) -> None:
         self._record("stop", service=service)
         if service not in self.active:
             self._apply(service, StopService(service))
 
-    @precondition(lambda self: self._may_inject("partition"))
-    @rule(link=st.sampled_from(LINK_NAMES))
     def partition(self, link: str) -> None:
         self._record("partition", link=link)
         if f"link:{link}" not in self.active:
             self._apply(f"link:{link}", Partition(link))
 
-    @precondition(lambda self: self._may_inject("network"))
-    @rule(link=st.sampled_from(LINK_NAMES), toxic=st.sampled_from(TOXICS))
     def network(self, link: str, toxic: dict[str, Any]) -> None:
         self._record("network", link=link, toxic=toxic)
         if f"link:{link}" not in self.active:
@@ -313,8 +316,6 @@ class ChaosMachine(RuleBasedStateMachine):
         if "postgres" not in self.active:
             self._apply("postgres", RefuseConnections())
 
-    @precondition(lambda self: self._may_inject("network"))
-    @rule(link=st.sampled_from(LINK_NAMES), latency_ms=st.sampled_from([500, 2000]))
     def latency_ramp(self, link: str, latency_ms: int) -> None:
         self._record("latency_ramp", link=link, latency_ms=latency_ms)
         if f"link:{link}" not in self.active:
@@ -350,8 +351,6 @@ class ChaosMachine(RuleBasedStateMachine):
             self.model.llm_permanently_bad = True
             self._apply("llm", LLMFault(mode, seconds=None))
 
-    @precondition(lambda self: self._may_inject("failpoint"))
-    @rule(name=st.sampled_from(FAILPOINTS), action=st.sampled_from(FAILPOINT_ACTIONS))
     def failpoint(self, name: str, action: str) -> None:
         self._record("failpoint", name=name, action=action)
         if "failpoint" not in self.active:
@@ -391,7 +390,7 @@ class ChaosMachine(RuleBasedStateMachine):
     def safety(self) -> None:
         snapshot = self._snapshot()
         ctx = CheckContext(self.model, snapshot, self.target.feeds(), self.history)
-        results = [inv.check(ctx) for inv in SAFETY]
+        results = [inv.check(ctx) for inv in self.safety_invariants]
         if snapshot is not None:
             for row in snapshot.messages:
                 self.model.seen_stage[row.id] = row.stage
@@ -457,7 +456,7 @@ class ChaosMachine(RuleBasedStateMachine):
             return bool(failpoints.hits().get(fault.name)) or self.target.quiescent()
 
         with contextlib.suppress(WaitTimeout):
-            wait_until(fired_or_idle, timeout=FAILPOINT_SETTLE_SECONDS, what="the failpoint")
+            wait_until(fired_or_idle, timeout=self.spec.limits.settle, what="the failpoint")
 
     def _let_timed_llm_fault_run_out(self) -> None:
         """Before the final heal, let an LLM fault with a duration run its course unless the
@@ -495,7 +494,7 @@ class ChaosMachine(RuleBasedStateMachine):
         with contextlib.suppress(WaitTimeout):
             wait_until(
                 gave_up_or_over_bound,
-                timeout=PERMANENT_FAULT_SETTLE_SECONDS,
+                timeout=self.spec.limits.give_up,
                 what="the pipeline to give up on the broken LLM",
                 max_interval=0.2,
             )
@@ -522,9 +521,9 @@ class ChaosMachine(RuleBasedStateMachine):
             quiesced=quiesced,
             pending=self.pending_at_deadline,
             recovery_seconds=recovery,
-            recovery_bound=self.config.recovery_bound,
+            recovery_bound=self._recovery_bound,
         )
-        results = [inv.check(ctx) for inv in SAFETY + LIVENESS]
+        results = [inv.check(ctx) for inv in self.safety_invariants + self.liveness_invariants]
         self._found(_failed(results))
         failed = self.findings
         if failed:
@@ -537,7 +536,7 @@ class ChaosMachine(RuleBasedStateMachine):
         try:
             wait_until(
                 self.target.quiescent,
-                timeout=self.config.quiescence_timeout,
+                timeout=self.config.quiescence_timeout or self.spec.limits.quiescence_timeout,
                 what="the pipeline to quiesce",
                 max_interval=0.05,
             )
@@ -548,6 +547,10 @@ class ChaosMachine(RuleBasedStateMachine):
                 self.pending_at_deadline = self.target.pending_work()
         self.recorder.quiesced(time.monotonic() - began)
         return quiesced
+
+    @property
+    def _recovery_bound(self) -> float:
+        return self.config.recovery_bound or self.spec.limits.recovery_bound
 
     def _recovery_probe(self) -> float | None:
         """Send one fresh update; return the seconds it took to reach ``extracted``."""
@@ -565,7 +568,7 @@ class ChaosMachine(RuleBasedStateMachine):
             # Every example ends with this probe: poll finely, it usually takes tens of ms.
             wait_until(
                 extracted,
-                timeout=self.config.recovery_bound,
+                timeout=self._recovery_bound,
                 what="the recovery probe",
                 max_interval=0.02,
             )
@@ -582,26 +585,101 @@ def _is_finding(error: BaseException | None) -> bool:
 
 
 def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[ChaosMachine]:
-    """A ChaosMachine subclass bound to one running stack and run configuration."""
+    """A ChaosMachine subclass bound to one running stack and run configuration, with the
+    rules its target's adapter allows."""
+    spec: TargetSpec = stack.target
+    check_config(config, spec)
     namespace: dict[str, Any] = {
         "stack": stack,
         "config": config,
         "recorder": recorder,
+        "usable_faults": usable_faults(stack, config),
         "__module__": __name__,
     }
-    if config.failpoints is not None or config.failpoint_actions != ("crash", "hang"):
-        namespace["failpoint"] = _focused_failpoint_rule(
-            config.failpoints or FAILPOINTS, config.failpoint_actions
-        )
+    links = getattr(stack, "links", None)
+    namespace.update(
+        target_rules(spec, config, services=set(stack.services), links=links)
+    )
     return type("ChaosMachine", (ChaosMachine,), namespace)
 
 
-def _focused_failpoint_rule(names: tuple[str, ...], actions: tuple[str, ...]) -> Any:
-    """The failpoint rule drawing only from the configured failpoints and actions."""
+def usable_faults(stack: Stack, config: ChaosConfig) -> frozenset[str]:
+    """The configured fault kinds, less those the stack says it cannot perform."""
+    return frozenset(config.faults) - frozenset(getattr(stack, "unsupported_faults", ()))
 
-    @precondition(lambda self: self._may_inject("failpoint"))
-    @rule(name=st.sampled_from(names), action=st.sampled_from(actions))
-    def failpoint(self: ChaosMachine, name: str, action: str) -> None:
-        ChaosMachine.failpoint(self, name, action)
 
-    return failpoint
+def check_config(config: ChaosConfig, spec: TargetSpec) -> None:
+    """Refuse a configuration naming what the target does not have."""
+    if config.failpoints is not None:
+        unknown = sorted(set(config.failpoints) - set(spec.failpoints))
+        if unknown or not config.failpoints:
+            raise ValueError(
+                f"unknown failpoint(s) {', '.join(unknown) or '(none given)'} for target"
+                f" {spec.name}; known: {', '.join(spec.failpoints) or 'none'}"
+            )
+
+
+def target_rules(
+    spec: TargetSpec,
+    config: ChaosConfig,
+    *,
+    services: set[str] | None = None,
+    links: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The target-dependent rules, each drawing only from what the adapter declares and the
+    stack can control (``services``, ``links``); a rule with nothing to draw from is left out."""
+    link_names = tuple(spec.links() if links is None else links)
+    failpoints = tuple(config.failpoints or spec.failpoints)
+    actions = config.failpoint_actions
+    if actions == ("crash", "hang"):
+        actions = FAILPOINT_ACTIONS
+    rules: dict[str, Any] = {}
+
+    def add(rule_name: str, guard: Any, /, **strategies: Any) -> None:
+        if any(getattr(strategy, "_chaos_empty", False) for strategy in strategies.values()):
+            return
+        rules[rule_name] = _rule_calling(rule_name, guard, strategies)
+
+    def draw(values: tuple[Any, ...]) -> Any:
+        strategy = st.sampled_from(values) if values else st.nothing()
+        strategy._chaos_empty = not values  # type: ignore[attr-defined]
+        return strategy
+
+    for kind in ("pause", "kill", "stop"):
+        candidates = spec.services_with(kind)
+        if services is not None:
+            candidates = tuple(name for name in candidates if name in services)
+        add(kind, _may(kind), service=draw(candidates))
+    add("partition", _may("partition"), link=draw(link_names))
+    add("network", _may("network"), link=draw(link_names), toxic=st.sampled_from(TOXICS))
+    add(
+        "latency_ramp",
+        _may("network"),
+        link=draw(link_names),
+        latency_ms=st.sampled_from([500, 2000]),
+    )
+    add("failpoint", _may("failpoint"), name=draw(failpoints), action=draw(actions))
+    if spec.has_dashboard_read:
+        add("read_back", None)
+    if spec.has_feed:
+        add("open_feed", None, name=st.sampled_from(FEEDS))
+        # Preconditions read only the model's own state, never the live system: Hypothesis
+        # must see the same choices when it replays a choice sequence.
+        add("drop_feed", lambda self: bool(self.opened_feeds), name=st.sampled_from(FEEDS))
+    return rules
+
+
+def _may(kind: str) -> Any:
+    return lambda self: self._may_inject(kind)
+
+
+def _rule_calling(name: str, guard: Any, strategies: dict[str, Any]) -> Any:
+    base: Any = getattr(ChaosMachine, name)
+
+    def step(self: ChaosMachine, **kwargs: Any) -> None:
+        base(self, **kwargs)
+
+    step.__name__ = step.__qualname__ = name
+    step.__doc__ = base.__doc__
+    decorated: Any = rule(**strategies)(step)  # type: ignore[no-untyped-call]
+    return precondition(guard)(decorated) if guard is not None else decorated

@@ -6,6 +6,7 @@ These are plain data, so invariants can be tested on synthetic observations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 STAGES = ("received", "scored", "extracted", "failed")
 TERMINAL = frozenset({"extracted", "failed"})
@@ -49,7 +50,7 @@ class Snapshot:
     """The stored state of the pipeline at one moment."""
 
     messages: tuple[MessageRow, ...] = ()
-    knowledge: tuple[tuple[int, int], ...] = ()  # (message_id, item_no)
+    knowledge: tuple[tuple[int, Any], ...] = ()  # (message_id, item number or text)
     attempts: tuple[tuple[str, int, int], ...] = ()  # (stage, key, count)
     update_ids: frozenset[int] = frozenset()  # the webhook's inbox
     events: tuple[EventRow, ...] = ()

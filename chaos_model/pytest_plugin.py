@@ -42,6 +42,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=["local", "compose"],
         help="stack backend: local processes (default) or compose.test.yml under Docker",
     )
+    group.addoption(
+        "--chaos-target",
+        default=None,
+        metavar="FILE",
+        help="the adapter of the system under test (default $CHAOS_MODEL_TARGET, else"
+        " ./chaos-target.toml)",
+    )
     group.addoption("--chaos-examples", type=int, default=None, help="examples per chaos test")
     group.addoption("--chaos-steps", type=int, default=None, help="steps per example")
     group.addoption("--chaos-seed", type=int, default=None, help="seed for reproducible runs")
@@ -117,13 +124,15 @@ def _shared_database(spec: str | None) -> ExampleDatabase | None:
 
 @pytest.fixture(scope="session")
 def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    from chaos_model.adapter import load_target
     from chaos_model.stack import ComposeStack, LocalStack
 
+    target = load_target(request.config.getoption("--chaos-target"))
     if request.config.getoption("--chaos-backend") == "compose":
-        with ComposeStack() as compose:
+        with ComposeStack(target) as compose:
             yield compose
         return
-    with LocalStack() as stack:
+    with LocalStack(target) as stack:
         yield stack
 
 

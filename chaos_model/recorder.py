@@ -44,6 +44,8 @@ class FailureRecord:
     error: str | None = None
     #: what the example did, timed, for the run report's timeline
     capture: ExampleCapture | None = None
+    #: the adapter file of the target it failed on
+    target: str = ""
 
 
 @dataclass
@@ -139,6 +141,7 @@ class RunRecorder:
             invariants=[result.invariant for result in self._pending],
             kinds=sorted({result.kind for result in self._pending}),
             capture=self._capture(machine),
+            target=str(machine.spec.source),
         )
         label = "first" if self.first_failure is None else "last"
         record.directory = self._save(record, machine, label)
@@ -221,6 +224,7 @@ def _write_program(directory: Path, record: FailureRecord) -> None:
                 "steps": record.steps,
                 "violations": record.violations,
                 "invariants": record.invariants,
+                "target": record.target,
             },
             indent=1,
             ensure_ascii=False,

@@ -12,7 +12,13 @@ from hypothesis.stateful import INITIALIZE_RULE_MARKER, RULE_MARKER
 from chaos_model.config import ChaosConfig
 from chaos_model.errors import ChaosModelError
 from chaos_model.guard import ensure_injectable
-from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation, bind
+from chaos_model.machine import (
+    TARGET_RULES,
+    ChaosMachine,
+    LivenessViolation,
+    SafetyViolation,
+    bind,
+)
 from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
 
@@ -20,7 +26,7 @@ RULES = frozenset(
     name
     for name, value in vars(ChaosMachine).items()
     if hasattr(value, RULE_MARKER) or hasattr(value, INITIALIZE_RULE_MARKER)
-)
+) | frozenset(TARGET_RULES)
 
 
 class BadProgram(ChaosModelError):
@@ -31,6 +37,18 @@ class BadProgram(ChaosModelError):
 class ReplayOutcome:
     failed: bool
     message: str
+
+
+def saved_target(path: Path) -> Path | None:
+    """The adapter file a saved program failed on, if it recorded one that still exists."""
+    if path.is_dir():
+        path = path / "steps.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    target = data.get("target") if isinstance(data, dict) else None
+    return Path(target) if isinstance(target, str) and target and Path(target).exists() else None
 
 
 def load_steps(path: Path) -> list[dict[str, Any]]:
@@ -89,6 +107,11 @@ def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:
     if name not in RULES or method is None:
         raise BadProgram(f"unknown step {name!r}; known steps: {', '.join(sorted(RULES))}")
     rule = getattr(getattr(type(machine), name), RULE_MARKER, None)
+    if rule is None and name in TARGET_RULES:
+        raise BadProgram(
+            f"step {name!r} does not apply to target {machine.spec.name}: its adapter gives it"
+            " nothing to draw from (no such service, link, failpoint or dashboard)"
+        )
     preconditions = rule.preconditions if rule is not None else ()
     if not all(precondition(machine) for precondition in preconditions):
         return  # not applicable here (a shrunk program removed what it needed): skip it

@@ -13,11 +13,11 @@ sweep finds nothing does the search begin.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
+from chaos_model.adapter import TargetSpec
 from chaos_model.config import ChaosConfig
-from chaos_model.machine import FAILPOINTS, KILLABLE
 from chaos_model.recorder import BudgetSpent, RunRecorder
 from chaos_model.replay import replay
 from chaos_model.stack import Stack
@@ -27,24 +27,33 @@ Steps = list[dict[str, Any]]
 DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}
 
 
-def sweep_programs(config: ChaosConfig) -> Iterator[Steps]:
-    """The programs of the sweep, limited to the configured faults; the broken LLM last, since
-    a correct pipeline needs its whole retry budget (about 15 s) to give up."""
+def sweep_programs(
+    config: ChaosConfig,
+    target: TargetSpec,
+    services: Collection[str] | None = None,
+    unsupported: Collection[str] = (),
+) -> Iterator[Steps]:
+    """The programs of the sweep, limited to the configured faults and to what the target has;
+    the broken LLM last, since a correct pipeline needs its whole retry budget (about 15 s) to
+    give up."""
     yield [DELIVER, {"rule": "redeliver", "args": {"update": 0}}]
-    yield [
-        {"rule": "open_feed", "args": {"name": "dashboard-a"}},
-        {"rule": "drop_feed", "args": {"name": "dashboard-a"}},
-    ]
-    faults = set(config.faults)
+    if target.has_feed:
+        yield [
+            {"rule": "open_feed", "args": {"name": "dashboard-a"}},
+            {"rule": "drop_feed", "args": {"name": "dashboard-a"}},
+        ]
+    faults = set(config.faults) - set(unsupported)
     # Kills before crash points: four programs that each stop a whole service, where a crash
     # point in the worker costs a JetStream redelivery (the ack wait) before the work resumes.
     if "kill" in faults:
-        for service in KILLABLE:
+        for service in target.services_with("kill"):
+            if services is not None and service not in services:
+                continue  # a service the stack cannot control
             yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
     if "llm" in faults:
         yield [{"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}}, DELIVER]
     if "failpoint" in faults and "crash" in config.failpoint_actions:
-        for name in config.failpoints or FAILPOINTS:
+        for name in config.failpoints or target.failpoints:
             yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
     if "llm" in faults:
         yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
@@ -55,7 +64,10 @@ def run_sweep(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> bool:
 
     The failure is recorded (and saved) by ``recorder`` like any other example's.
     """
-    for program in sweep_programs(config):
+    programs = sweep_programs(
+        config, stack.target, set(stack.services), getattr(stack, "unsupported_faults", ())
+    )
+    for program in programs:
         try:
             outcome = replay(program, stack, config, recorder=recorder)
         except BudgetSpent:

@@ -1,16 +1,20 @@
-"""The target: everything specific to the reference pipeline, behind one object.
+"""The driver of a target: how the model talks to the system under test and observes it.
 
-URLs, payload shapes, SQL and stage names live here and nowhere else in the model, so another
-system can be plugged in by writing another target.
+:class:`Target` is the protocol; :class:`SqlTarget` implements it from an adapter's data
+(webhook URL and secret, one SQL query per observation, stage mapping, busy checks), and a
+target that needs more names its own class in the adapter (``[target] driver``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import importlib
 import json
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
@@ -20,14 +24,12 @@ from nats.aio.client import Client as NatsClient
 
 from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.adapter import TargetSpec
+from chaos_model.errors import AdapterError
 from chaos_model.history import History
 from chaos_model.observe import EventRow, FeedObservation, MessageRow, Snapshot
 from chaos_model.stack import Stack
-from chaos_model.telegram import SECRET_HEADER, SimulatorConfig, TelegramSimulator
-
-STREAM = "pipeline"
-DURABLE = "pipeline-worker"
-MAX_ATTEMPTS = 10
+from chaos_model.telegram import SimulatorConfig, TelegramSimulator
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,49 @@ class _Feed:
         return self._task is not None and not self._task.done()
 
 
-class PipelineTarget:
-    """Drives the reference pipeline of a running stack and observes it."""
+class Target(Protocol):
+    """What the model needs of a system under test, whatever it is."""
 
-    stages = ("received", "scored", "extracted", "failed")
-    max_attempts = MAX_ATTEMPTS
+    spec: TargetSpec
+    telegram: TelegramSimulator
+
+    def close(self) -> None: ...
+    def deliver(self, update: dict[str, Any]) -> None: ...
+    def send_direct(
+        self, body: bytes, secret: str | None, process: str, f: str
+    ) -> DirectResult: ...
+    def read_back(self) -> DirectResult: ...
+    def feed_open(self, name: str) -> None: ...
+    def feed_drop(self, name: str) -> None: ...
+    def feeds(self) -> list[FeedObservation]: ...
+    def snapshot(self, timeout: float = 1.0) -> Snapshot: ...
+    def quiescent(self) -> bool: ...
+    def pending_work(self) -> dict[str, Any]: ...
+    def wait_feeds_caught_up(self, seconds: float) -> None: ...
+
+
+def make_target(stack: Stack, history: History) -> Target:
+    """The driver the stack's adapter names, or the SQL/HTTP one."""
+    spec: TargetSpec = stack.target
+    if not spec.driver:
+        return SqlTarget(stack, history)
+    module_name, _, class_name = spec.driver.partition(":")
+    try:
+        driver = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise AdapterError(
+            f"{spec.source}: target.driver: cannot load {spec.driver!r}: {error}"
+        ) from None
+    target: Target = driver(stack, history)
+    return target
+
+
+class SqlTarget:
+    """Drives a running stack through its webhook and observes it with the adapter's SQL."""
 
     def __init__(self, stack: Stack, history: History, simulator: SimulatorConfig | None = None):
         self.stack = stack
+        self.spec: TargetSpec = stack.target
         self.history = history
         self._loop = ControlLoop()
         endpoints = stack.endpoints
@@ -114,11 +151,25 @@ class PipelineTarget:
         # model's own observations (snapshots, quiescence) go direct.
         telegram_api = endpoints.telegram_api_url or endpoints.api_url
         self._dashboard_api = endpoints.dashboard_api_url or endpoints.api_url
-        self._webhook_url = f"{telegram_api}/api/v1/telegram/webhook"
-        self._feed_url = self._dashboard_api.replace("http://", "ws://") + "/ws/events"
-        self.telegram = TelegramSimulator(
-            self._loop.loop, self._webhook_url, endpoints.webhook_secret, history, simulator
+        self._webhook_url = f"{telegram_api}{self.spec.webhook.path}"
+        dashboard = self.spec.dashboard
+        self._read_url = f"{self._dashboard_api}{dashboard.read_path}" if dashboard else ""
+        self._feed_url = (
+            self._dashboard_api.replace("http://", "ws://") + dashboard.feed_path
+            if dashboard is not None and dashboard.feed_path
+            else ""
         )
+        self.telegram = TelegramSimulator(
+            self._loop.loop,
+            self._webhook_url,
+            endpoints.webhook_secret,
+            history,
+            simulator,
+            secret_header=self.spec.webhook.secret_header,
+        )
+        #: (chat id, message id) -> update id, for targets that do not store the update id
+        self._keys: dict[tuple[int, int], int] = {}
+        self._fingerprint: tuple[str, float] = ("", 0.0)
         self._http = httpx.Client(timeout=httpx.Timeout(3.0, connect=1.0))
         self._feeds: dict[str, _Feed] = {}
         self._pg: asyncpg.Connection | None = None
@@ -142,14 +193,24 @@ class PipelineTarget:
 
     # ------------------------------------------------------------------ operations
     def deliver(self, update: dict[str, Any]) -> None:
+        self._remember(update)
         self.telegram.submit(update)
+
+    def _remember(self, update: dict[str, Any]) -> None:
+        message = update.get("message") or {}
+        with contextlib.suppress(KeyError, TypeError):
+            self._keys[(message["chat"]["id"], message["message_id"])] = update["update_id"]
 
     def send_direct(self, body: bytes, secret: str | None, process: str, f: str) -> DirectResult:
         """One POST outside the simulator (an attacker or a broken client), recorded in history."""
         op = self.history.invoke(process, f, {"bytes": len(body)})
         headers = {"Content-Type": "application/json"}
         if secret is not None:
-            headers[SECRET_HEADER] = secret
+            headers[self.spec.webhook.secret_header] = secret
+        with contextlib.suppress(ValueError):
+            update = json.loads(body)
+            if isinstance(update, dict):
+                self._remember(update)
         try:
             response = self._http.post(self._webhook_url, content=body, headers=headers)
         except httpx.HTTPError as error:
@@ -162,9 +223,11 @@ class PipelineTarget:
         return DirectResult(response.status_code)
 
     def read_back(self) -> DirectResult:
+        if not self._read_url:
+            return DirectResult(None, "the target has no dashboard read")
         op = self.history.invoke("dashboard", "read")
         try:
-            response = self._http.get(f"{self._dashboard_api}/api/v1/messages")
+            response = self._http.get(self._read_url)
         except httpx.HTTPError as error:
             self.history.complete(op, "info", error=type(error).__name__)
             return DirectResult(None, type(error).__name__)
@@ -172,6 +235,9 @@ class PipelineTarget:
         return DirectResult(response.status_code)
 
     def feed_open(self, name: str) -> None:
+        if not self._feed_url:
+            return
+
         async def open_feed() -> None:
             feed = self._feeds.get(name)
             if feed is None:
@@ -208,27 +274,41 @@ class PipelineTarget:
 
     async def _snapshot(self) -> Snapshot:
         conn = await self._connection()
+        observe = self.spec.observe
+
+        async def rows(sql: str) -> list[Any]:
+            return list(await conn.fetch(sql)) if sql else []
+
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                messages = await conn.fetch(
-                    "SELECT id, update_id, stage, score, failure_reason FROM messages"
-                )
-                knowledge = await conn.fetch("SELECT message_id, item_no FROM knowledge")
-                attempts = await conn.fetch("SELECT stage, key, count FROM attempts")
-                updates = await conn.fetch("SELECT update_id FROM telegram_updates")
-                events = await conn.fetch(
-                    "SELECT event_id, message_id, stage FROM events ORDER BY event_id"
-                )
+                messages = await rows(observe.messages)
+                knowledge = await rows(observe.knowledge)
+                attempts = await rows(observe.attempts)
+                inbox = await rows(observe.inbox)
+                events = await rows(observe.events)
         except BaseException:
             self._pg.terminate() if self._pg is not None else None
             self._pg = None
             raise
+        stage = self.spec.to_model_stage
         return Snapshot(
-            messages=tuple(MessageRow(*row) for row in messages),
-            knowledge=tuple((row[0], row[1]) for row in knowledge),
+            messages=tuple(self._message_row(row) for row in messages),
+            knowledge=tuple((row[0], row[1] if len(row) > 1 else None) for row in knowledge),
             attempts=tuple((row[0], row[1], row[2]) for row in attempts),
-            update_ids=frozenset(row[0] for row in updates),
-            events=tuple(EventRow(*row) for row in events),
+            update_ids=frozenset(row[0] for row in inbox),
+            events=tuple(EventRow(row[0], row[1], stage(row[2])) for row in events),
+        )
+
+    def _message_row(self, row: Any) -> MessageRow:
+        """A row of the messages query: id, the correlation key, stage, score, reason."""
+        values = list(row)
+        if self.spec.observe.correlate == "chat_message":
+            chat_id, message_id = values[1], values[2]
+            update_id = self._keys.get((chat_id, message_id), message_id)
+            values = [values[0], update_id, *values[3:]]
+        values += [None] * (5 - len(values))
+        return MessageRow(
+            values[0], values[1], self.spec.to_model_stage(values[2]), values[3], values[4]
         )
 
     def quiescent(self) -> bool:
@@ -245,20 +325,39 @@ class PipelineTarget:
         stats = self._http.get(f"{self.stack.endpoints.llm_url}/control/stats").json()
         if stats["in_flight"]:
             pending["llm_calls_in_flight"] = stats["in_flight"]
-        status_url = self.stack.endpoints.worker_status_url
-        if status_url:
-            running = self._http.get(status_url, timeout=1.0).json()["running"]
-            if running:
-                pending["tasks_running"] = running
+        for name, url in self.stack.endpoints.busy_urls.items():
+            check = self.spec.services[name].busy
+            field = check.field if check is not None else "running"
+            busy = self._http.get(url, timeout=1.0).json()[field]
+            if busy:
+                pending[f"{name}_busy"] = busy
         pending.update(self._loop.run(self._pipeline_pending(), timeout=3))
+        if not pending and self.spec.limits.stable_for > 0:
+            pending.update(self._database_settling())
         return pending
+
+    def _database_settling(self) -> dict[str, Any]:
+        """For a target with no durable queue to inspect: idle once the database has not
+        changed for ``stable_for`` seconds."""
+        fingerprint = hashlib.sha256(repr(self.snapshot(timeout=2.0)).encode()).hexdigest()
+        now = time.monotonic()
+        if fingerprint != self._fingerprint[0]:
+            self._fingerprint = (fingerprint, now)
+        unchanged = now - self._fingerprint[1]
+        if unchanged < self.spec.limits.stable_for:
+            return {"database_changed_seconds_ago": round(unchanged, 2)}
+        return {}
 
     async def _pipeline_pending(self) -> dict[str, int]:
         conn = await self._connection()
         pending: dict[str, int] = {}
-        unsent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        if unsent:
-            pending["outbox_unsent"] = unsent
+        for name, sql in self.spec.observe.pending.items():
+            count = await conn.fetchval(sql)
+            if count:
+                pending[name] = count
+        queue = self.spec.queue
+        if queue.kind != "jetstream":
+            return pending
         if self._nats is None or not self._nats.is_connected:
             if self._nats is not None:
                 with contextlib.suppress(Exception):
@@ -270,7 +369,7 @@ class PipelineTarget:
                 error_cb=_quiet,
             )
         try:
-            info = await self._nats.jetstream().consumer_info(STREAM, DURABLE)
+            info = await self._nats.jetstream().consumer_info(queue.stream, queue.durable)
         except nats.js.errors.NotFoundError:
             return pending  # no durable consumer (tasks over core NATS): nothing can be pending
         if info.num_pending:

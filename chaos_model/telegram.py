@@ -65,10 +65,12 @@ class TelegramSimulator:
         secret: str,
         history: History,
         config: SimulatorConfig | None = None,
+        secret_header: str = SECRET_HEADER,
     ) -> None:
         self._loop = loop
         self._url = webhook_url
         self._secret = secret
+        self._secret_header = secret_header
         self._history = history
         self.config = config or SimulatorConfig()
         self._chats: dict[int, _ChatQueue] = {}
@@ -158,7 +160,7 @@ class TelegramSimulator:
             response = await self._client.post(
                 self._url,
                 json=delivery.update,
-                headers={SECRET_HEADER: self._secret},
+                headers={self._secret_header: self._secret},
                 timeout=httpx.Timeout(self.config.read_timeout, connect=1.0),
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:

@@ -13,17 +13,12 @@ reproducible steps is what lets shrinking produce a short, replayable program.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Literal
 
-Action = Literal["crash", "hang", "error"]
+from chaos_model.failpoints import Action, FailpointFile
 
 KNOWN_FAILPOINTS: dict[str, str] = {
     "api.webhook.after_commit_before_response": "the update is committed, the answer not sent",
@@ -43,72 +38,6 @@ HANG_POLL_SECONDS = 0.05
 
 class FailpointError(RuntimeError):
     """Raised at a failpoint armed with the ``error`` action."""
-
-
-class FailpointFile:
-    """The shared JSON file through which failpoints are armed, hit and disarmed."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        self.path.touch(exist_ok=True)
-        with self.path.open("r+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            text = handle.read()
-            state: dict[str, Any] = json.loads(text) if text.strip() else {}
-            state.setdefault("armed", {})
-            state.setdefault("hits", {})
-            state.setdefault("holding", [])
-            yield state
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps(state, sort_keys=True))
-            handle.flush()
-
-    def arm(self, name: str, action: Action, count: int = 1) -> None:
-        if name not in KNOWN_FAILPOINTS:
-            raise ValueError(
-                f"unknown failpoint {name!r}; known: {', '.join(sorted(KNOWN_FAILPOINTS))}"
-            )
-        with self._locked() as state:
-            state["armed"][name] = {"action": action, "count": count}
-
-    def disarm_all(self) -> None:
-        """Disarm every failpoint and release every process hanging at one."""
-        with self._locked() as state:
-            state["armed"] = {}
-            state["holding"] = []
-
-    def clear(self) -> None:
-        with self._locked() as state:
-            state["armed"] = {}
-            state["hits"] = {}
-            state["holding"] = []
-
-    def take(self, name: str) -> Action | None:
-        """Consume one hit of ``name`` if armed; return its action."""
-        with self._locked() as state:
-            armed = state["armed"].get(name)
-            if armed is None:
-                return None
-            armed["count"] -= 1
-            if armed["count"] <= 0:
-                del state["armed"][name]
-            state["hits"][name] = state["hits"].get(name, 0) + 1
-            action: Action = armed["action"]
-            if action == "hang" and name not in state["holding"]:
-                state["holding"].append(name)
-            return action
-
-    def is_holding(self, name: str) -> bool:
-        with self._locked() as state:
-            return name in state["holding"]
-
-    def hits(self) -> dict[str, int]:
-        with self._locked() as state:
-            return dict(state["hits"])
 
 
 class _Checker:

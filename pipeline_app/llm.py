@@ -7,7 +7,6 @@ server asked for; :class:`CircuitOpen` means this process has stopped calling fo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -118,16 +117,3 @@ class LLMClient:
         if not isinstance(parsed, dict):
             raise LLMUnavailable("LLM answer is not a JSON object")
         return parsed
-
-
-def expected_score(text: str) -> float:
-    """The score the stub gives ``text``: a stable function of its bytes, in [0, 1]."""
-    digest = hashlib.sha256(text.encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 0xFFFFFFFF
-
-
-def expected_knowledge(text: str) -> list[str]:
-    """The knowledge items the stub extracts from ``text``: one to three, stable."""
-    words = text.split() or ["(empty)"]
-    count = 1 + int.from_bytes(hashlib.sha256(text.encode()).digest()[4:5], "big") % 3
-    return [f"fact {n}: {' '.join(words[n::count])[:200]}" for n in range(count)]

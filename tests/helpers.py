@@ -22,8 +22,8 @@ import httpx
 import websockets
 
 from chaos_model._wait import wait_until
+from chaos_model.llm_stub import expected_knowledge, expected_score
 from chaos_model.stack import LocalStack
-from pipeline_app.llm import expected_knowledge, expected_score
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_PATH = "/api/v1/telegram/webhook"

@@ -18,8 +18,8 @@ import pytest
 from helpers import Api, assert_processed_once, db_fetch, make_update
 
 from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.llm_stub import expected_knowledge
 from chaos_model.stack import LocalStack
-from pipeline_app.llm import expected_knowledge
 
 pytestmark = pytest.mark.slow
 

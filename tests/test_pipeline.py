@@ -25,8 +25,8 @@ from helpers import (
 )
 
 from chaos_model._wait import wait_until
+from chaos_model.llm_stub import expected_knowledge
 from chaos_model.stack import LocalStack
-from pipeline_app.llm import expected_knowledge
 from pipeline_app.settings import Settings
 
 MAX_ATTEMPTS = Settings().max_attempts  # the stack runs with the default

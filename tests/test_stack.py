@@ -20,7 +20,9 @@ from helpers import (
 )
 
 from chaos_model._wait import wait_until
-from chaos_model.stack import SERVICE_ORDER, LocalStack
+from chaos_model.stack import LocalStack
+
+SERVICE_ORDER = ("proxy", "postgres", "nats", "llm", "api", "worker")
 
 RESET_BUDGET = 1.0  # seconds; the target is 0.2
 

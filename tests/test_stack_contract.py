@@ -31,9 +31,11 @@ from chaos_model.faults import (
     TerminateConnections,
 )
 from chaos_model.guard import ensure_injectable, is_loopback
-from chaos_model.stack import SERVICE_ORDER, ComposeStack, LocalStack, Service, Stack
+from chaos_model.stack import ComposeStack, LocalStack, Service, Stack
 from chaos_model.stack._docker import docker_available
 from chaos_model.telegram import SECRET_HEADER
+
+SERVICE_ORDER = ("proxy", "postgres", "nats", "llm", "api", "worker")
 
 WEBHOOK = "/api/v1/telegram/webhook"
 RESET_BUDGET = 2.0
@@ -142,7 +144,7 @@ ANSWERS: dict[str, Callable[[Stack], bool]] = {
     "nats": lambda s: http_ok(f"{s.endpoints.nats_monitor_url}/healthz"),
     "llm": lambda s: http_ok(f"{s.endpoints.llm_url}/health"),
     "api": lambda s: http_ok(f"{s.endpoints.api_url}/health/live"),
-    "worker": lambda s: http_ok(s.endpoints.worker_status_url),
+    "worker": lambda s: http_ok(s.endpoints.busy_urls["worker"]),
 }
 
 

@@ -16,7 +16,9 @@ EXIT_OK, EXIT_DIFFERS, EXIT_STACK = 0, 1, 3
 DEFAULT_RESULTS = Path(".chaos-model") / "experiments"
 
 
-def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser], bugs: list[str]) -> None:
+def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    from chaos_model.cli import add_target_option
+
     experiment = commands.add_parser(
         "experiment", help="named chaos experiments: fixed scenarios run with one command"
     )
@@ -28,7 +30,8 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser], bugs:
     run = sub.add_parser("run", help="run one experiment (or --all) on a fresh local stack")
     run.add_argument("name", nargs="?", default=None, help="the experiment (see `list`)")
     run.add_argument("--all", action="store_true", help="run every experiment, one after another")
-    run.add_argument("--bug", action="append", default=[], choices=bugs, metavar="NAME")
+    run.add_argument("--bug", action="append", default=[], metavar="NAME")
+    add_target_option(run)
     run.add_argument(
         "--attach", type=Path, default=None, metavar="STATE_FILE", help="run on an owned stack"
     )

@@ -22,7 +22,7 @@ from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation
 from chaos_model.recorder import RunRecorder
 from chaos_model.replay import _run_step
 from chaos_model.stack import Stack
-from chaos_model.target import PipelineTarget
+from chaos_model.target import make_target
 
 
 @dataclass
@@ -211,7 +211,7 @@ def _observe_after(machine: ChaosMachine, stack: Stack, result: ExperimentResult
         for update_id, chat in machine.model.sent.items()
         if chat == _observe.RECOVERY_PROBE_CHAT
     }
-    target = PipelineTarget(stack, History())
+    target = make_target(stack, History())
     try:
         snapshot = target.snapshot(timeout=2.0)
     except Exception:  # noqa: BLE001 - no final snapshot: the stages stay unknown

@@ -3,9 +3,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from chaos_model.failpoints import FailpointFile
 from chaos_model.faults._base import Fault, register
 from chaos_model.stack import Stack
-from pipeline_app.failpoints import FailpointFile
 
 
 class HasFailpoints(Protocol):

@@ -72,6 +72,8 @@ class CheckContext:
 class Invariant:
     name: ClassVar[str]
     kind: ClassVar[Literal["safety", "liveness"]]
+    #: the observations it needs of a target (see :func:`chaos_model.invariants.features`)
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def statement(cls) -> str:

@@ -75,6 +75,7 @@ class FeedsSawEveryStage(Invariant):
 
     name = "feeds_saw_every_stage"
     kind = "liveness"
+    needs = frozenset({"feed", "events"})
 
     def violation(self, ctx: CheckContext) -> str | Unknown | None:
         if ctx.snapshot is None:

@@ -55,6 +55,7 @@ class NoKnowledgeWithoutScore(Invariant):
 
     name = "no_knowledge_without_score"
     kind = "safety"
+    needs = frozenset({"knowledge"})
 
     def violation(self, ctx: CheckContext) -> str | Unknown | None:
         if ctx.snapshot is None:
@@ -115,6 +116,7 @@ class AttemptsWithinBound(Invariant):
 
     name = "attempts_within_bound"
     kind = "safety"
+    needs = frozenset({"attempts"})
 
     def violation(self, ctx: CheckContext) -> str | Unknown | None:
         if ctx.snapshot is None:

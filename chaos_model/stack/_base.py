@@ -9,8 +9,10 @@ every store between examples). Abilities a backend lacks raise
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from chaos_model.adapter import TargetSpec
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class Endpoints:
     proxy_url: str = ""
     dashboard_api_url: str = ""
     telegram_api_url: str = ""
+    #: each target service's own base URL (direct, not through the proxy), by name
+    service_urls: Mapping[str, str] = field(default_factory=dict)
+    #: each target service's busy check (a JSON count of tasks running), by name
+    busy_urls: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -38,6 +44,7 @@ class Endpoints:
             "proxy_url": self.proxy_url,
             "dashboard_api_url": self.dashboard_api_url,
             "telegram_api_url": self.telegram_api_url,
+            **{f"{name}_url": url for name, url in self.service_urls.items()},
         }
 
 
@@ -60,24 +67,14 @@ class Stack(Protocol):
     backend: str
 
     @property
+    def target(self) -> TargetSpec:
+        """The adapter of the system this stack runs or attaches to."""
+        ...
+
+    @property
     def endpoints(self) -> Endpoints: ...
     @property
     def services(self) -> Mapping[str, Service]: ...
     def heal(self) -> list[str]: ...
     def reset(self) -> float: ...
     def stop(self) -> None: ...
-
-
-SERVICE_ORDER = ("proxy", "postgres", "nats", "llm", "api", "worker")
-
-#: Every link between two parts of the stack, as ``client->server``: all traffic on a link goes
-#: through the stack's fault proxy, so each link can be slowed, cut or partitioned on its own.
-LINKS: dict[str, str] = {
-    "api->postgres": "postgres",
-    "api->nats": "nats",
-    "worker->postgres": "postgres",
-    "worker->nats": "nats",
-    "worker->llm": "llm",
-    "dashboard->api": "api",
-    "telegram->api": "api",
-}

@@ -27,9 +27,12 @@ from typing import Any
 
 import httpx
 
+from chaos_model._wait import wait_until
+from chaos_model.adapter import TargetSpec, default_target
 from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
-from chaos_model.stack._base import LINKS, Endpoints
+from chaos_model.stack._base import Endpoints
 from chaos_model.stack._compose_guardian import ComposeGuardian, bring_down
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._docker import (
@@ -42,13 +45,23 @@ from chaos_model.stack._docker import (
     project_containers,
     run_compose,
 )
-from chaos_model.stack._local import LocalService, free_port
+from chaos_model.stack._local import HBA_RELOAD_TIMEOUT, LocalService, free_port
 from chaos_model.stack._process import ManagedProcess
 from chaos_model.stack._stores import StoreClients
-from pipeline_app.failpoints import FailpointFile
 
 UP_TIMEOUT = 180.0
 HEAL_ROUNDS = 3
+#: Every link between two parts of the stack, as ``client->server``: all traffic on a link goes
+#: through the stack's fault proxy, so each link can be slowed, cut or partitioned on its own.
+LINKS: dict[str, str] = {
+    "api->postgres": "postgres",
+    "api->nats": "nats",
+    "worker->postgres": "postgres",
+    "worker->nats": "nats",
+    "worker->llm": "llm",
+    "dashboard->api": "api",
+    "telegram->api": "api",
+}
 #: the order services are healed and waited on (the proxy is a host process)
 COMPOSE_SERVICE_ORDER = ("proxy", "postgres", "nats", "llm", "api", "worker", "nginx")
 CONTAINER_SERVICES = COMPOSE_SERVICE_ORDER[1:]
@@ -68,7 +81,7 @@ LINK_VARIABLES = {
 REFUSE_SCRIPT = (
     'cd "$PGDATA" && { [ -f pg_hba.conf.chaos ] || cp pg_hba.conf pg_hba.conf.chaos; }'
     " && printf '%s\\n' 'local all all trust' 'host all all 0.0.0.0/0 reject'"
-    " 'host all all ::/0 reject' >pg_hba.conf"
+    " 'host all all ::/0 reject' >pg_hba.conf.new && mv pg_hba.conf.new pg_hba.conf"
 )
 ACCEPT_SCRIPT = (
     'cd "$PGDATA" && if [ -f pg_hba.conf.chaos ]; then mv pg_hba.conf.chaos pg_hba.conf; fi'
@@ -87,12 +100,20 @@ class ComposeStack:
 
     def __init__(
         self,
+        target: TargetSpec | None = None,
         *,
         bugs: tuple[str, ...] = (),
         keep_dir: bool = False,
         images_env: Path = IMAGES_ENV,
         base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.target = target if target is not None else default_target()
+        if self.target.links() != LINKS:
+            raise StackError(
+                f"the compose backend runs compose.test.yml, whose services and links are not"
+                f" those of target {self.target.name} ({self.target.source}); start that"
+                " target with the local backend or attach to it (--attach-target)"
+            )
         self.bugs = bugs
         self.keep_dir = keep_dir
         self.project = f"chaos-model-{secrets.token_hex(4)}"
@@ -255,6 +276,20 @@ class ComposeStack:
         if result.exit_code != 0:
             raise StackError(f"could not rewrite pg_hba.conf: {result.output.decode()[-200:]}")
         self._refusing = refuse
+        stores = self._stores
+        if stores is not None:  # the reload is asynchronous: wait until it took effect
+
+            def accepts() -> bool:
+                try:
+                    return stores.ping()
+                except Exception:  # noqa: BLE001 - refused: not accepting
+                    return False
+
+            wait_until(
+                lambda: accepts() is not refuse,
+                timeout=HBA_RELOAD_TIMEOUT,
+                what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections",
+            )
 
     def stop(self) -> None:
         """Heal nothing, leave nothing: stop the proxy, bring the project down (``-v``)."""
@@ -453,4 +488,6 @@ def _endpoints(ports: dict[str, int]) -> Endpoints:
         proxy_url=f"http://127.0.0.1:{ports['proxy']}",
         dashboard_api_url=f"http://127.0.0.1:{ports['dashboard->api']}",
         telegram_api_url=f"http://127.0.0.1:{ports['telegram->api']}",
+        service_urls={"api": f"http://127.0.0.1:{ports['api']}"},
+        busy_urls={"worker": f"http://127.0.0.1:{ports['worker_status']}/status"},
     )

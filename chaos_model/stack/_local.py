@@ -1,10 +1,11 @@
-"""The embedded local backend: the whole reference pipeline as local processes, no Docker.
+"""The embedded local backend: a target's whole system as local processes, no Docker.
 
 ``LocalStack`` creates a temporary directory and starts, on free loopback ports, its own
 PostgreSQL cluster (initdb, fsync on), its own nats-server with JetStream (file store in that
-directory), the LLM stub, the API and the worker, each a supervised subprocess with its log in
-``<dir>/logs``. It is a context manager: on exit, on an exception, on SIGINT and on SIGTERM it
-stops everything and leaves no process behind.
+directory), the LLM stub and the fault proxy, runs the target's migration, then starts every
+service its adapter names (see :mod:`chaos_model.adapter`), each a supervised subprocess with
+its log in ``<dir>/logs``. It is a context manager: on exit, on an exception, on SIGINT and
+on SIGTERM it stops everything and leaves no process behind.
 """
 
 from __future__ import annotations
@@ -34,33 +35,29 @@ from nats.aio.client import Client as NatsClient
 
 from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.adapter import TargetSpec
+from chaos_model.adapter._render import Placeholders, check_passes, service_env
+from chaos_model.adapter.default import default_target
 from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
-from chaos_model.stack._base import LINKS, SERVICE_ORDER, Endpoints
+from chaos_model.stack._base import Endpoints
 from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._process import ManagedProcess
-from pipeline_app.failpoints import FailpointFile
 
 #: A deadline, not a wait: a service is used as soon as it answers. A Python service starts in
 #: about a second, but on a 2-core machine running several stacks at once it has taken over 20 s.
 READY_TIMEOUT = 45.0
 HEAL_ROUNDS = 3
+HBA_RELOAD_TIMEOUT = 10.0
 PORT_FLOOR = 20000
-APP_SERVICES = ("api", "worker")
+INFRASTRUCTURE_ORDER = ("proxy", "postgres", "nats", "llm")
 REFUSING_HBA = (
     "# chaos-model: new connections refused for a while\n"
     "local all all trust\n"
     "host all all 0.0.0.0/0 reject\n"
     "host all all ::/0 reject\n"
-)
-STREAM = "pipeline"
-DURABLE = "pipeline-worker"
-WEBHOOK_SECRET = "chaos-model-local-secret"
-RESET_SQL = (
-    "DELETE FROM knowledge; DELETE FROM events; DELETE FROM messages;"
-    " DELETE FROM telegram_updates; DELETE FROM processed; DELETE FROM attempts;"
-    " DELETE FROM outbox;"
 )
 
 
@@ -194,10 +191,11 @@ class LocalService:
 
 
 class LocalStack:
-    """The reference pipeline on local processes. Use as a context manager.
+    """A target's system on local processes. Use as a context manager.
 
-    ``bugs`` switches on bug-zoo entries (see :mod:`pipeline_app.bugs`); ``keep_dir`` leaves the
-    temporary directory (logs, data) in place after stop.
+    ``target`` is the adapter (default: ``./chaos-target.toml``); ``bugs`` switches on entries
+    of the target's bug zoo (passed to it as ``{bugs}``); ``keep_dir`` leaves the temporary
+    directory (logs, data) in place after stop.
     """
 
     backend = "local"
@@ -205,6 +203,7 @@ class LocalStack:
 
     def __init__(
         self,
+        target: TargetSpec | None = None,
         *,
         bugs: tuple[str, ...] = (),
         base_dir: str | os.PathLike[str] | None = None,
@@ -212,7 +211,16 @@ class LocalStack:
         extra_env: Mapping[str, str] | None = None,
         quiet: bool = True,
     ) -> None:
+        self.target = target if target is not None else default_target()
+        unknown = sorted(set(bugs) - set(self.target.bugs))
+        if unknown:
+            raise StackError(
+                f"unknown bug(s) {', '.join(unknown)} for target {self.target.name};"
+                f" known: {', '.join(self.target.bugs) or 'none'}"
+            )
         self.bugs = bugs
+        self.order = (*INFRASTRUCTURE_ORDER, *self.target.services)
+        self.links = self.target.links()
         self.keep_dir = keep_dir
         self.quiet = quiet
         self._extra_env = dict(extra_env or {})
@@ -285,7 +293,7 @@ class LocalStack:
             armed = json.loads(self.failpoints.path.read_text() or "{}").get("armed") or {}
             healed += [f"disarmed failpoint {name}" for name in sorted(armed)]
         self.failpoints.disarm_all()
-        for name in SERVICE_ORDER:
+        for name in self.order:
             service = self._services[name]
             if service.process.paused:
                 service.resume()
@@ -303,7 +311,7 @@ class LocalStack:
         for round_ in range(HEAL_ROUNDS):
             healed += self._restart_stopped()
             try:
-                for name in SERVICE_ORDER:
+                for name in self.order:
                     self._services[name].wait_ready()
                 return healed
             except ServiceNotReady:
@@ -326,7 +334,7 @@ class LocalStack:
 
     def _restart_stopped(self) -> list[str]:
         restarted: list[str] = []
-        for name in SERVICE_ORDER:
+        for name in self.order:
             service = self._services[name]
             if not service.is_running():
                 if name == "postgres":
@@ -337,12 +345,12 @@ class LocalStack:
         return restarted
 
     def restart_app(self) -> None:
-        """Restart the application processes (API and worker): a fresh start for a replay."""
-        for name in APP_SERVICES:
+        """Restart the target's own processes: a fresh start for a replay."""
+        for name in self.target.services:
             self._services[name].process.kill()
-        for name in APP_SERVICES:
+        for name in self.target.services:
             self._services[name].start()
-        for name in APP_SERVICES:
+        for name in self.target.services:
             self._services[name].wait_ready()
 
     def refuse_new_db_connections(self, refuse: bool) -> None:
@@ -362,8 +370,22 @@ class LocalStack:
         else:
             return
         pid = self._services["postgres"].process.pid
-        if pid is not None and self._services["postgres"].is_running():
-            os.kill(pid, signal.SIGHUP)
+        if pid is None or not self._services["postgres"].is_running():
+            return
+        os.kill(pid, signal.SIGHUP)
+        # The reload happens when the postmaster gets to it: wait for it, so that the step
+        # after a heal does not meet the refusing rules still in force.
+        wait_until(
+            lambda: self._accepts_connections() is not refuse,
+            timeout=HBA_RELOAD_TIMEOUT,
+            what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections after reload",
+        )
+
+    def _accepts_connections(self) -> bool:
+        try:
+            return self._probe_postgres()
+        except Exception:  # noqa: BLE001 - refused, or not answering: not accepting
+            return False
 
     def reset(self) -> float:
         """Return to an empty, healthy pipeline between examples; return the seconds it took."""
@@ -380,7 +402,7 @@ class LocalStack:
         if self._control is not None:
             with contextlib.suppress(Exception):
                 self._control.run(self._close_clients(), timeout=2)
-        for name in reversed(SERVICE_ORDER):
+        for name in reversed(self.order):
             service = self._services.get(name)
             if service is None:
                 continue
@@ -419,6 +441,9 @@ class LocalStack:
         self.binaries = {"postgres": pg_bin, "nats-server": nats_bin}
         self._control = ControlLoop()
 
+        app_ports = [
+            f"{name}.{extra}" for name, spec in self.target.services.items() for extra in spec.ports
+        ]
         ports = {
             name: free_port()
             for name in (
@@ -426,24 +451,35 @@ class LocalStack:
                 "nats",
                 "nats_monitor",
                 "llm",
-                "api",
-                "worker_status",
                 "proxy",
-                *LINKS,
+                *self.target.services,
+                *app_ports,
+                *self.links,
             )
         }
         self._ports = ports
+        webhook = self.target.webhook.service
+        dashboard = self.target.dashboard.service if self.target.dashboard else webhook
+        service_urls = {name: f"http://127.0.0.1:{ports[name]}" for name in self.target.services}
+        busy_urls = {
+            name: self._placeholders(name).render(spec.busy.url)
+            for name, spec in self.target.services.items()
+            if spec.busy is not None
+        }
         self._endpoints = Endpoints(
             database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
             nats_url=f"nats://127.0.0.1:{ports['nats']}",
             nats_monitor_url=f"http://127.0.0.1:{ports['nats_monitor']}",
-            api_url=f"http://127.0.0.1:{ports['api']}",
+            api_url=service_urls[webhook],
             llm_url=f"http://127.0.0.1:{ports['llm']}",
-            webhook_secret=WEBHOOK_SECRET,
-            worker_status_url=f"http://127.0.0.1:{ports['worker_status']}/status",
+            webhook_secret=self.target.webhook.secret,
             proxy_url=f"http://127.0.0.1:{ports['proxy']}",
-            dashboard_api_url=f"http://127.0.0.1:{ports['dashboard->api']}",
-            telegram_api_url=f"http://127.0.0.1:{ports['telegram->api']}",
+            dashboard_api_url=f"http://127.0.0.1:{ports['dashboard->' + dashboard]}"
+            if f"dashboard->{dashboard}" in ports
+            else "",
+            telegram_api_url=f"http://127.0.0.1:{ports['telegram->' + webhook]}",
+            service_urls=service_urls,
+            busy_urls=busy_urls,
         )
         self._services["proxy"] = self._proxy_service(ports)
         self._services["proxy"].start()
@@ -451,7 +487,7 @@ class LocalStack:
         initdb = self._initdb(pg_bin, user)
         self._services["nats"] = self._nats_service(nats_bin, ports)
         self._services["nats"].start()
-        self._services["llm"] = self._python_service("llm", "pipeline_app.llm_stub", ports)
+        self._services["llm"] = self._llm_service(ports)
         self._services["llm"].start()
         if initdb.wait() != 0:
             raise StackError(f"initdb failed; see {self.log_dir / 'initdb.log'}")
@@ -459,11 +495,10 @@ class LocalStack:
         self._services["postgres"].start()
         self._services["postgres"].wait_ready()
         self._migrate()
-        self._services["api"] = self._python_service("api", "pipeline_app.api", ports)
-        self._services["worker"] = self._python_service("worker", "pipeline_app.worker", ports)
-        self._services["api"].start()
-        self._services["worker"].start()
-        for name in SERVICE_ORDER:
+        for name in self.target.services:
+            self._services[name] = self._app_service(name)
+            self._services[name].start()
+        for name in self.order:
             self._services[name].wait_ready()
 
     def _initdb(self, pg_bin: Binary, user: str | None) -> subprocess.Popen[bytes]:
@@ -549,7 +584,7 @@ class LocalStack:
             "postgres": ports["postgres"],
             "nats": ports["nats"],
             "llm": ports["llm"],
-            "api": ports["api"],
+            **{name: ports[name] for name in self.target.services},
         }
         argv = [
             sys.executable,
@@ -558,7 +593,7 @@ class LocalStack:
             "--control",
             f"127.0.0.1:{ports['proxy']}",
         ]
-        for link, server in LINKS.items():
+        for link, server in self.links.items():
             argv += ["--link", f"{link}={ports[link]}:127.0.0.1:{upstream[server]}"]
         process = ManagedProcess("proxy", argv, log_path=self.log_dir / "proxy.log")
         url = f"{self.endpoints.proxy_url}/health"
@@ -576,82 +611,104 @@ class LocalStack:
     ) -> LocalService:
         return LocalService(name, process, probe, awaited, on_start=self._record_pids)
 
-    def _python_service(self, name: str, module: str, ports: dict[str, int]) -> LocalService:
-        env = self._pipeline_env(ports)
-        if name in ("api", "worker"):
-            env.update(self._linked_env(name, ports))
-        argv = [sys.executable, "-m", module]
-        if name == "llm":
-            argv += ["--port", str(ports["llm"])]
-        process = ManagedProcess(name, argv, log_path=self.log_dir / f"{name}.log", env=env)
-        if name == "llm":
-            url = f"{self.endpoints.llm_url}/health"
-            return self._service(name, process, lambda: self._http_ok(url), f"GET {url}")
-        if name == "api":
-            url = f"{self.endpoints.api_url}/health/ready"
-            return self._service(name, process, lambda: self._http_ok(url), f"GET {url} to be 200")
-        status_url = self.endpoints.worker_status_url
+    def _llm_service(self, ports: dict[str, int]) -> LocalService:
+        argv = [sys.executable, "-m", "chaos_model.llm_stub", "--port", str(ports["llm"])]
+        process = ManagedProcess("llm", argv, log_path=self.log_dir / "llm.log")
+        url = f"{self.endpoints.llm_url}/health"
+        return self._service("llm", process, lambda: self._http_ok(url), f"GET {url}")
 
-        def consuming() -> bool:
-            status = self._http.get(status_url, timeout=0.5).json()
-            return bool(status["pid"] == process.pid and status["consuming"])
+    def _placeholders(self, name: str | None) -> Placeholders:
+        """The placeholder values of service ``name``: its URLs lead through its own links."""
+        spec = self.target.services[name] if name is not None else None
+        ports = self._ports
 
-        return self._service(
-            name, process, consuming, f"GET {status_url} to report this pid consuming"
+        def via(server: str, scheme: str, direct: int) -> str:
+            if spec is not None and server in spec.uses:
+                return f"{scheme}127.0.0.1:{ports[f'{name}->{server}']}"
+            return f"{scheme}127.0.0.1:{direct}"
+
+        return Placeholders(
+            root=self.target.root.resolve(),
+            dir=self.dir,
+            database_url=via("postgres", "postgresql://postgres@", ports["postgres"])
+            + "/postgres",
+            nats_url=via("nats", "nats://", ports["nats"]),
+            llm_url=via("llm", "http://", ports["llm"]),
+            webhook_secret=self.target.webhook.secret,
+            failpoints_file=str(self.dir / "failpoints.json"),
+            bugs=",".join(self.bugs),
+            stream=self.target.queue.stream,
+            durable=self.target.queue.durable,
+            port=ports[name] if name is not None else "",
+            ports={extra: ports[f"{name}.{extra}"] for extra in (spec.ports if spec else ())},
         )
 
-    def _linked_env(self, client: str, ports: dict[str, int]) -> dict[str, str]:
-        """Addresses through the proxy for the links a process opens."""
-        env = {
-            "PIPELINE_DATABASE_URL": (
-                f"postgresql://postgres@127.0.0.1:{ports[client + '->postgres']}/postgres"
-            ),
-            "PIPELINE_NATS_URL": f"nats://127.0.0.1:{ports[client + '->nats']}",
-        }
-        if client == "worker":
-            env["PIPELINE_LLM_URL"] = f"http://127.0.0.1:{ports['worker->llm']}"
-        return env
-
-    def _pipeline_env(self, ports: dict[str, int]) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PIPELINE_")}
-        env.update(
-            {
-                "PIPELINE_DATABASE_URL": self.endpoints.database_url,
-                "PIPELINE_NATS_URL": self.endpoints.nats_url,
-                "PIPELINE_LLM_URL": self.endpoints.llm_url,
-                "PIPELINE_API_HOST": "127.0.0.1",
-                "PIPELINE_API_PORT": str(ports["api"]),
-                "PIPELINE_WORKER_STATUS_PORT": str(ports["worker_status"]),
-                "PIPELINE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "PIPELINE_FAILPOINTS_FILE": str(self.dir / "failpoints.json"),
-                "PIPELINE_BUGS": ",".join(self.bugs),
-                "PIPELINE_STREAM_NAME": STREAM,
-                "PIPELINE_DURABLE_NAME": DURABLE,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+    def _app_env(self, name: str | None) -> dict[str, str]:
+        spec = self.target.services[name] if name is not None else None
+        env = dict(os.environ)
+        env.update(service_env(self.target, spec, self._placeholders(name)))
         env.update(self._extra_env)
         return env
 
+    def _app_service(self, name: str) -> LocalService:
+        spec = self.target.services[name]
+        if spec.command is None:
+            raise StackError(
+                f"{self.target.source}: services.{name}.command: missing; a local stack starts"
+                " every service (or attach to a running system with --attach-target)"
+            )
+        values = self._placeholders(name)
+        argv = [values.render(arg) for arg in spec.command]
+        process = ManagedProcess(
+            name,
+            argv,
+            log_path=self.log_dir / f"{name}.log",
+            env=self._app_env(name),
+            cwd=self.target.root.resolve(),
+        )
+        timeout = spec.ready_timeout or self.target.limits.ready_timeout
+        check = spec.ready
+        if check is None:
+            return LocalService(
+                name, process, lambda: True, "the process to run", timeout, self._record_pids
+            )
+        url = values.render(check.url)
+        awaited = f"GET {url} to answer 200" + (f" with {dict(check.json)}" if check.json else "")
+        return LocalService(
+            name,
+            process,
+            lambda: check_passes(self._http, url, check, process.pid),
+            awaited,
+            timeout,
+            self._record_pids,
+        )
+
     def _migrate(self) -> None:
-        from pipeline_app.db import migrate
-
-        assert self._control is not None
-        env_bugs = os.environ.get("PIPELINE_BUGS")
-        os.environ["PIPELINE_BUGS"] = ",".join(self.bugs)
-        try:
-            from pipeline_app import bugs, settings
-
-            settings.get_settings.cache_clear()
-            bugs._active.cache_clear()
-            self._control.run(migrate(self.endpoints.database_url), timeout=30)
-        finally:
-            if env_bugs is None:
-                os.environ.pop("PIPELINE_BUGS", None)
-            else:
-                os.environ["PIPELINE_BUGS"] = env_bugs
-            settings.get_settings.cache_clear()
-            bugs._active.cache_clear()
+        command = self.target.migrate
+        if command is None:
+            return
+        values = self._placeholders(None)
+        argv = [values.render(arg) for arg in command]
+        log_path = self.log_dir / "migrate.log"
+        with log_path.open("wb") as log:
+            try:
+                done = subprocess.run(
+                    argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self._app_env(None),
+                    cwd=self.target.root.resolve(),
+                    timeout=self.target.limits.ready_timeout,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as error:
+                raise StackError(f"the migration {argv} failed: {error}") from error
+        if done.returncode != 0:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise StackError(
+                f"the migration {' '.join(argv)} exited {done.returncode}; see {log_path}\n{tail}"
+            )
 
     def _record_pids(self) -> None:
         if self._guardian is not None:
@@ -704,12 +761,14 @@ class LocalStack:
         return self._nats
 
     async def _reset_stores(self) -> None:
-        conn = await self._pg()
-        await conn.execute(RESET_SQL)
-        client = await self._js_client()
-        js = client.jetstream()
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await js.purge_stream(STREAM)
+        if self.target.reset_sql:
+            conn = await self._pg()
+            await conn.execute(self.target.reset_sql)
+        if self.target.queue.kind == "jetstream":
+            client = await self._js_client()
+            js = client.jetstream()
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.purge_stream(self.target.queue.stream)
 
     async def _close_clients(self) -> None:
         if self._pg_conn is not None:

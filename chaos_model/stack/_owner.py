@@ -174,6 +174,7 @@ class StackOwner:
             "owner_pid": os.getpid(),
             "stack_dir": str(stack.dir),
             "failpoints_file": str(stack.failpoints.path),
+            "target": str(stack.target.source),
             "endpoints": dataclasses.asdict(stack.endpoints),
             "services": list(stack.services),
             "logs": {name: str(path) for name, path in stack.log_paths().items()},

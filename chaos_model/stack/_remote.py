@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import threading
@@ -23,10 +24,11 @@ from typing import Any
 
 import httpx
 
+from chaos_model.adapter import TargetSpec, load_target
 from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
+from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
 from chaos_model.stack._base import Endpoints
-from pipeline_app.failpoints import FailpointFile
 
 HEARTBEAT_SECONDS = 0.2
 LEASE_TTL = 1.0
@@ -106,7 +108,11 @@ class RemoteStack:
         known = {f.name for f in dataclasses.fields(Endpoints)}
         try:
             self._endpoints = Endpoints(
-                **{k: str(v) for k, v in descriptor["endpoints"].items() if k in known}
+                **{  # type: ignore[arg-type]
+                    k: dict(v) if isinstance(v, dict) else str(v)
+                    for k, v in descriptor["endpoints"].items()
+                    if k in known
+                }
             )
         except (TypeError, AttributeError) as error:
             raise StackError(f"{path}: the descriptor's endpoints are incomplete") from error
@@ -164,6 +170,11 @@ class RemoteStack:
     @property
     def services(self) -> Mapping[str, RemoteService]:
         return self._services
+
+    @functools.cached_property
+    def target(self) -> TargetSpec:
+        """The adapter of the owner's stack (read when first needed: the guard goes first)."""
+        return load_target(self.descriptor.get("target"))
 
     @property
     def failpoints(self) -> FailpointFile:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -44,6 +45,15 @@ def _descriptor(tmp_path: Path, **changes: object) -> str:
     }
     path = tmp_path / "stack.json"
     path.write_text(json.dumps(data))
+    return str(path)
+
+
+REFERENCE = str(Path(__file__).parents[2] / "chaos-target.toml")
+
+
+def _adapter(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "chaos-target.toml"
+    path.write_text(text)
     return str(path)
 
 
@@ -95,7 +105,26 @@ USAGE_ERRORS: list[tuple[str, ArgvFactory, str]] = [
         lambda _: ["run", "--faults", "kill", "--forbid", "kill"],
         "no fault kind left to use",
     ),
-    ("bug-not-a-bug", lambda _: ["run", "--bug", "not_a_bug"], "invalid choice: 'not_a_bug'"),
+    (
+        "bug-not-a-bug",
+        lambda _: ["run", "--target", REFERENCE, "--bug", "not_a_bug"],
+        "--bug: unknown bug(s) not_a_bug for target pipeline; known: ack_before_work",
+    ),
+    (
+        "target-missing",
+        lambda _: ["run", "--target", "/nonexistent/chaos-target.toml"],
+        "/nonexistent/chaos-target.toml: no such adapter file",
+    ),
+    (
+        "target-bad-key",
+        lambda p: ["run", "--target", _adapter(p, "[target]\nname = 'x'\nnmae = 'y'\n")],
+        "target.nmae: unknown key (known here: description, driver, name)",
+    ),
+    (
+        "failpoint-not-of-target",
+        lambda _: ["run", "--target", REFERENCE, "--failpoints", "nowhere"],
+        "unknown failpoint(s) nowhere for target pipeline",
+    ),
     (
         "replay-missing",
         lambda _: ["replay", "/nonexistent/steps.json"],
@@ -113,6 +142,21 @@ def _assert_one_line_error(stderr: str, expected: str) -> None:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("chaos-model: error: "), stderr
     assert expected in lines[0]
+
+
+def test_no_adapter_in_the_working_directory(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "chaos_model.cli", "run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "CHAOS_MODEL_TARGET"},
+    )
+    assert completed.returncode == 2, completed.stderr
+    _assert_one_line_error(
+        completed.stderr, "no target adapter: chaos-target.toml does not exist; pass --target"
+    )
 
 
 @pytest.mark.parametrize(("argv", "expected"), PARAMS)

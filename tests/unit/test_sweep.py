@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from chaos_model.adapter import load_adapter
 from chaos_model.config import ChaosConfig
-from chaos_model.machine import FAILPOINTS, KILLABLE
 from chaos_model.replay import RULES
 from chaos_model.sweep import sweep_programs
+
+REFERENCE = load_adapter(Path(__file__).parents[2] / "chaos-target.toml")
+FAILPOINTS = REFERENCE.failpoints
 
 OPERATIONS = ("deliver", "redeliver", "open_feed", "drop_feed")
 
@@ -15,7 +21,7 @@ def _faults(program: list[dict[str, object]]) -> list[str]:
 
 
 def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
-    programs = list(sweep_programs(ChaosConfig()))
+    programs = list(sweep_programs(ChaosConfig(), REFERENCE))
     assert programs[0] == [
         {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}},
         {"rule": "redeliver", "args": {"update": 0}},
@@ -27,7 +33,7 @@ def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
     crashes = [p[0]["args"] for p in programs if p[0]["rule"] == "failpoint"]
     assert crashes == [{"name": name, "action": "crash"} for name in FAILPOINTS]
     kills = [p[0]["args"]["service"] for p in programs if p[0]["rule"] == "kill"]
-    assert kills == list(KILLABLE)
+    assert kills == ["postgres", "nats", "api", "worker"]
     llm = [p[0] for p in programs if p[0]["rule"] in ("llm_fault", "break_llm")]
     assert llm == [
         {"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}},
@@ -42,11 +48,19 @@ def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
 
 def test_only_the_configured_faults_and_failpoints() -> None:
     config = ChaosConfig(faults=("failpoint",), failpoints=(FAILPOINTS[2],))
-    programs = list(sweep_programs(config))
+    programs = list(sweep_programs(config, REFERENCE))
     assert [_faults(p) for p in programs] == [[], [], ["failpoint"]]
     assert programs[2][0]["args"]["name"] == FAILPOINTS[2]
 
 
 def test_no_crash_points_when_crashes_are_not_allowed() -> None:
     config = ChaosConfig(faults=("failpoint", "pause"), failpoint_actions=("hang",))
-    assert [_faults(p) for p in sweep_programs(config)] == [[], []]
+    assert [_faults(p) for p in sweep_programs(config, REFERENCE)] == [[], []]
+
+
+def test_a_target_without_a_feed_or_failpoints_gets_no_such_programs() -> None:
+    plain = dataclasses.replace(REFERENCE, dashboard=None, failpoints=())
+    rules = {step["rule"] for program in sweep_programs(ChaosConfig(), plain) for step in program}
+    assert "open_feed" not in rules
+    assert "failpoint" not in rules
+    assert "kill" in rules

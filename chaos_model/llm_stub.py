@@ -1,7 +1,7 @@
 """A fake LLM provider speaking OpenAI's ``POST /v1/chat/completions`` wire format.
 
-Answers are deterministic functions of the user message (see :func:`pipeline_app.llm.expected_score`
-and :func:`~pipeline_app.llm.expected_knowledge`). A control API injects provider faults:
+Answers are deterministic functions of the user message (see :func:`expected_score`
+and :func:`expected_knowledge`). A control API injects provider faults:
 
 ``POST /control/fault`` ``{"mode": "rate_limit"|"error"|"slow"|"hang"|"malformed",
 "calls": N | null, "seconds": S | null, "retry_after": 1.0, "delay": 0.5}`` makes the next N
@@ -10,13 +10,14 @@ calls, or every call for S seconds (or, with neither, every call until cleared),
 ``DELETE /control/fault`` clears it and releases hung calls; ``POST /control/reset`` also zeroes
 the counters; ``GET /control/stats`` gives calls per message, calls in flight and the fault.
 
-Run: ``python -m pipeline_app.llm_stub --port 8081``.
+Run: ``python -m chaos_model.llm_stub --port 8081``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import time
 from collections import Counter
@@ -27,8 +28,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-
-from pipeline_app.llm import expected_knowledge, expected_score
 
 Mode = Literal["rate_limit", "error", "slow", "hang", "malformed"]
 MODES: tuple[str, ...] = ("rate_limit", "error", "slow", "hang", "malformed")
@@ -69,6 +68,19 @@ class StubState:
         self.fault = None
         self.release.set()
         self.release = asyncio.Event()
+
+
+def expected_score(text: str) -> float:
+    """The score the stub gives ``text``: a stable function of its bytes, in [0, 1]."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 0xFFFFFFFF
+
+
+def expected_knowledge(text: str) -> list[str]:
+    """The knowledge items the stub extracts from ``text``: one to three, stable."""
+    words = text.split() or ["(empty)"]
+    count = 1 + int.from_bytes(hashlib.sha256(text.encode()).digest()[4:5], "big") % 3
+    return [f"fact {n}: {' '.join(words[n::count])[:200]}" for n in range(count)]
 
 
 def _completion(content: str) -> dict[str, Any]:

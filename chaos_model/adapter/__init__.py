@@ -1,0 +1,44 @@
+"""Target adapters: everything chaos-model knows about one system under test.
+
+An adapter is a file (``chaos-target.toml``) read by :func:`load_adapter`, or a
+:class:`TargetSpec` built in Python; a target whose observations need more than SQL and HTTP
+names a Python driver class (``[target] driver = "module:Class"``) that implements
+:class:`~chaos_model.adapter.driver.Target`.
+"""
+
+from chaos_model.adapter._compose_section import ComposeSpec
+from chaos_model.adapter._load import load_adapter, parse_adapter
+from chaos_model.adapter._spec import (
+    INFRASTRUCTURE,
+    MODEL_STAGES,
+    AttachSpec,
+    DashboardSpec,
+    HttpCheck,
+    Limits,
+    ObserveSpec,
+    QueueSpec,
+    ServiceSpec,
+    TargetSpec,
+    WebhookSpec,
+)
+from chaos_model.adapter.default import DEFAULT_FILE, default_target, load_target
+
+__all__ = [
+    "DEFAULT_FILE",
+    "INFRASTRUCTURE",
+    "MODEL_STAGES",
+    "AttachSpec",
+    "ComposeSpec",
+    "DashboardSpec",
+    "HttpCheck",
+    "Limits",
+    "ObserveSpec",
+    "QueueSpec",
+    "ServiceSpec",
+    "TargetSpec",
+    "WebhookSpec",
+    "default_target",
+    "load_adapter",
+    "load_target",
+    "parse_adapter",
+]

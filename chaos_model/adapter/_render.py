@@ -1,0 +1,88 @@
+"""Filling in an adapter's placeholders, and its HTTP checks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chaos_model.adapter._spec import HttpCheck, ServiceSpec, TargetSpec
+
+
+@dataclass(frozen=True)
+class Placeholders:
+    """The values of one service's placeholders (or the migration's, with no service)."""
+
+    root: Path
+    dir: Path
+    database_url: str
+    nats_url: str
+    llm_url: str
+    webhook_secret: str
+    failpoints_file: str
+    bugs: str
+    stream: str
+    durable: str
+    port: int | str = ""
+    ports: Mapping[str, int] = field(default_factory=dict)
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "python": sys.executable,
+            "root": str(self.root),
+            "dir": str(self.dir),
+            "port": self.port,
+            "ports": dict(self.ports),
+            "database_url": self.database_url,
+            "nats_url": self.nats_url,
+            "llm_url": self.llm_url,
+            "webhook_secret": self.webhook_secret,
+            "failpoints_file": self.failpoints_file,
+            "bugs": self.bugs,
+            "stream": self.stream,
+            "durable": self.durable,
+            "pid": "{pid}",
+        }
+
+    def render(self, template: str) -> str:
+        try:
+            return template.format_map(self.values())
+        except (KeyError, IndexError) as error:
+            from chaos_model.errors import AdapterError
+
+            raise AdapterError(f"placeholder {error} in {template!r} has no value here") from None
+
+
+def service_env(
+    target: TargetSpec, service: ServiceSpec | None, values: Placeholders
+) -> dict[str, str]:
+    """The environment the adapter gives ``service`` (the migration's when None)."""
+    env = {key: values.render(value) for key, value in target.env.items()}
+    if service is not None:
+        env.update({key: values.render(value) for key, value in service.env.items()})
+    return env
+
+
+def check_passes(client: httpx.Client, url: str, check: HttpCheck, pid: int | None) -> bool:
+    """GET ``url``: 200, and every expected JSON field equal (``"{pid}"`` is the pid)."""
+    try:
+        response = client.get(url, timeout=0.5)
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    if not check.json:
+        return True
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    for key, expected in check.json.items():
+        want = pid if expected == "{pid}" else expected
+        if not isinstance(body, dict) or body.get(key) != want:
+            return False
+    return True

@@ -1,0 +1,163 @@
+"""The toy target's worker: rates each stored message, then extracts facts from it.
+
+Run: ``TOY_DB=postgresql://... TOY_NATS=nats://... TOY_LLM=http://127.0.0.1:8081
+TOY_HEALTH_PORT=8091 python -m tests.toy_target.worker``. Ready when ``GET /healthz`` on
+``TOY_HEALTH_PORT`` answers 200: both core-NATS subscriptions (queue group ``toy-workers``) are
+active. A message whose handling hits a database error is logged and dropped (at-most-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+from nats.aio.msg import Msg
+
+from tests.toy_target.api import connect_nats
+
+log = logging.getLogger("toy.worker")
+
+
+class LLMError(Exception):
+    pass
+
+
+def _check(task: str, answer: Any) -> Any:
+    if task == "score":
+        score = answer["score"]
+        if type(score) not in (int, float) or not 0 <= score <= 1:
+            raise ValueError(score)
+        return score
+    items = answer["items"]
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise TypeError(items)
+    return items
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.subscribed = False
+        self.pool: Any = None
+        self.llm = httpx.AsyncClient(base_url=os.environ["TOY_LLM"], timeout=5)
+
+    async def ask(self, pk: int, task: str, text: str) -> Any:
+        """The LLM's checked answer; three attempts, then :class:`LLMError`."""
+        messages = [{"role": "system", "content": task}, {"role": "user", "content": text}]
+        body: dict[str, Any] = {"model": "toy", "messages": messages, "user": f"toy-{pk}"}
+        body["response_format"] = {"type": "json_object"}
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+            try:
+                response = await self.llm.post("/v1/chat/completions", json=body)
+                if response.status_code != 200:
+                    raise LLMError(f"llm: HTTP {response.status_code}")
+                content = response.json()["choices"][0]["message"]["content"]
+                return _check(task, json.loads(content))
+            except httpx.HTTPError as error:
+                reason = f"llm: {type(error).__name__}"
+            except LLMError as error:
+                reason = str(error)
+            except (ValueError, KeyError, IndexError, TypeError):
+                reason = "llm: malformed answer"
+            log.info("pk=%s %s attempt %d failed: %s", pk, task, attempt + 1, reason)
+        raise LLMError(reason)
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            pk = json.loads(msg.data)["pk"]
+            row = await self.pool.fetchrow("SELECT status, body FROM chat_messages WHERE pk=$1", pk)
+            want, task = ("new", "score") if msg.subject == "toy.rate" else ("rated", "extract")
+            if row is None or row["status"] != want:
+                return
+            try:
+                answer = await self.ask(pk, task, row["body"])
+            except LLMError as error:
+                await self.pool.execute(
+                    "UPDATE chat_messages SET status='error', error=$3 WHERE pk=$1 AND status=$2",
+                    *(pk, want, str(error)),
+                )
+                return
+            rating = round(answer * 100) if task == "score" else None
+            async with self.pool.acquire() as conn, conn.transaction():
+                moved = await conn.execute(
+                    "UPDATE chat_messages SET status=$3, rating=coalesce($4, rating)"
+                    " WHERE pk=$1 AND status=$2",
+                    *(pk, want, "rated" if task == "score" else "done", rating),
+                )
+                if moved != "UPDATE 1":  # handled meanwhile
+                    return
+                if task == "extract":
+                    facts = [(pk, item) for item in answer]
+                    await conn.executemany("INSERT INTO facts VALUES ($1, $2)", facts)
+            if task == "score":
+                await self.nc.publish("toy.extract", json.dumps({"pk": pk}).encode())
+        except Exception:  # database errors included: log and drop (at-most-once)
+            log.exception("dropped %s %r", msg.subject, msg.data)
+
+    async def on_message(self, msg: Msg) -> None:  # handlers run as tasks: never block the sub
+        task = asyncio.create_task(self.handle(msg))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def health(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
+            async with asyncio.timeout(5):
+                request = await reader.readuntil(b"\r\n\r\n")
+            found = request.split(b" ")[1:2] == [b"/healthz"]
+            code = "404 Not Found" if not found else "200 OK" if self.subscribed else "503 No"
+            state = {"pid": os.getpid(), "subscribed": self.subscribed, "busy": len(self.tasks)}
+            body = json.dumps(state).encode()
+            head = f"HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: "
+            writer.write(f"{head}{len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        writer.close()
+
+    async def run(self) -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        port = int(os.environ["TOY_HEALTH_PORT"])
+        server = await asyncio.start_server(self.health, "127.0.0.1", port)
+        self.pool = await asyncpg.create_pool(
+            os.environ["TOY_DB"], min_size=0, max_size=10, timeout=2, command_timeout=5
+        )
+        connecting = asyncio.create_task(connect_nats())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done():
+            self.nc = connecting.result()
+            for subject in ("toy.rate", "toy.extract"):
+                await self.nc.subscribe(subject, queue="toy-workers", cb=self.on_message)
+            await self.nc.flush(timeout=5)  # the server has registered both subscriptions
+            self.subscribed = True
+            log.info("subscribed")
+            await stopping
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await asyncio.wait_for(self.nc.drain(), 5)
+        connecting.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+        server.close()
+        await self.llm.aclose()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pool.close(), 5)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(Worker().run())
+
+
+if __name__ == "__main__":
+    main()

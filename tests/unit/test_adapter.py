@@ -1,0 +1,166 @@
+"""Adapter files: the reference one loads, and every mistake is named by its key."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chaos_model.adapter import load_adapter, parse_adapter
+from chaos_model.errors import AdapterError
+from chaos_model.invariants import applicable
+
+REFERENCE_FILE = Path(__file__).parents[2] / "chaos-target.toml"
+REFERENCE = load_adapter(REFERENCE_FILE)
+
+MINIMAL = """
+[target]
+name = "mini"
+
+[webhook]
+service = "web"
+path = "/hook"
+secret = "s"
+
+[services.web]
+command = ["{python}", "-m", "web", "--port", "{port}"]
+uses = ["postgres"]
+
+[observe]
+correlate = "chat_message"
+messages = "SELECT pk, chat_id, msg_id, status FROM msgs"
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "chaos-target.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_reference_adapter_describes_the_reference_pipeline() -> None:
+    assert REFERENCE.name == "pipeline"
+    assert set(REFERENCE.services) == {"api", "worker"}
+    assert REFERENCE.links() == {
+        "api->postgres": "postgres",
+        "api->nats": "nats",
+        "worker->postgres": "postgres",
+        "worker->nats": "nats",
+        "worker->llm": "llm",
+        "telegram->api": "api",
+        "dashboard->api": "api",
+    }
+    assert REFERENCE.services_with("pause") == ("postgres", "nats", "worker")
+    assert REFERENCE.services_with("kill") == ("postgres", "nats", "api", "worker")
+    assert REFERENCE.queue.kind == "jetstream"
+    assert len(REFERENCE.failpoints) == 8
+    assert REFERENCE.root == REFERENCE_FILE.parent
+
+
+def test_the_reference_adapter_lists_the_pipelines_own_bugs_and_failpoints() -> None:
+    from pipeline_app.bugs import KNOWN_BUGS
+    from pipeline_app.failpoints import KNOWN_FAILPOINTS
+
+    assert set(REFERENCE.bugs) == set(KNOWN_BUGS)
+    assert set(REFERENCE.failpoints) == set(KNOWN_FAILPOINTS)
+
+
+def test_a_minimal_adapter_takes_defaults(tmp_path: Path) -> None:
+    spec = load_adapter(_write(tmp_path, MINIMAL))
+    assert spec.queue.kind == "core"
+    assert spec.dashboard is None and not spec.has_feed
+    assert spec.links() == {"web->postgres": "postgres", "telegram->web": "web"}
+    assert spec.services_with("kill") == ("postgres", "nats", "web")
+    assert spec.observe.correlate == "chat_message"
+
+
+def test_invariants_a_target_cannot_observe_are_left_out(tmp_path: Path) -> None:
+    safety, liveness = applicable(load_adapter(_write(tmp_path, MINIMAL)))
+    names = {invariant.name for invariant in safety + liveness}
+    assert "feeds_saw_every_stage" not in names
+    assert "attempts_within_bound" not in names
+    assert "no_knowledge_without_score" not in names
+    assert {"one_message_per_update", "accepted_updates_complete"} <= names
+    all_safety, all_liveness = applicable(REFERENCE)
+    assert len(all_safety) + len(all_liveness) == 11
+    skipping = dataclasses.replace(REFERENCE, skip_invariants=("recovers_by_itself",))
+    assert "recovers_by_itself" not in {i.name for i in applicable(skipping)[1]}
+
+
+def test_stage_names_map_onto_the_targets_values(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[stages]\nreceived = "new"\nscored = "rated"\nextracted = "done"\n'
+    spec = load_adapter(_write(tmp_path, text))
+    assert spec.to_model_stage("rated") == "scored"
+    assert spec.to_model_stage("failed") == "failed"
+
+
+def test_yaml_reads_like_toml(tmp_path: Path) -> None:
+    data = tomllib.loads(MINIMAL)
+    from_yaml = load_adapter(_write(tmp_path, yaml.safe_dump(data), "chaos-target.yaml"))
+    from_toml = load_adapter(_write(tmp_path, MINIMAL))
+    assert dataclasses.replace(from_yaml, source=from_toml.source) == from_toml
+
+
+def _broken(change: dict[str, Any]) -> dict[str, Any]:
+    data = tomllib.loads(MINIMAL)
+    for dotted, value in change.items():
+        *path, key = dotted.split(".")
+        table = data
+        for part in path:
+            table = table.setdefault(part, {})
+        if value is None:
+            del table[key]
+        else:
+            table[key] = value
+    return data
+
+
+BROKEN = [
+    ({"target.name": None}, "target.name: missing (required)"),
+    ({"target.nmae": "x"}, "target.nmae: unknown key (known here: description, driver, name)"),
+    ({"webhook.service": "nowhere"}, "webhook.service: no service 'nowhere' in [services]"),
+    ({"webhook.path": "hook"}, "webhook.path: must start with '/'"),
+    ({"services.web.uses": ["redis"]}, "services.web.uses: unknown value(s) redis"),
+    ({"services.web.faults": ["explode"]}, "services.web.faults: unknown value(s) explode"),
+    ({"services.web.command": "python -m web"}, "services.web.command: expected a list"),
+    (
+        {"services.web.env": {"DB": "{databse_url}"}},
+        "services.web.env.DB: unknown placeholder {databse_url}",
+    ),
+    ({"services.postgres": {}}, "services.postgres: 'postgres' is a service chaos-model provides"),
+    ({"services.web.ready": {"json": {}}}, "services.web.ready.url: missing (required)"),
+    ({"services.web.busy": "http://x/status"}, "services.web.busy: expected a table with url"),
+    ({"observe.correlate": "guess"}, "observe.correlate: expected 'update_id' or 'chat_message'"),
+    ({"queue.kind": "jetstream"}, "queue.stream: missing (required for jetstream)"),
+    ({"limits.ready_timeout": -1}, "limits.ready_timeout: must be positive"),
+    ({"limits.max_attempts": 0}, "limits.max_attempts: must be at least 1"),
+    ({"limits.settle": "3s"}, "limits.settle: expected a number, got a string '3s'"),
+    ({"invariants.skip": ["no_such_invariant"]}, "invariants.skip: unknown value(s)"),
+    ({"stages.received": "x", "stages.scored": "x"}, "two model stages map to the same value"),
+    ({"target.driver": "no_colon"}, "target.driver: expected 'module:Class'"),
+    ({"attach.llm_url": "http://127.0.0.1:1"}, "attach.database_url: missing (required)"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BROKEN, ids=[m.split(":")[0] for _, m in BROKEN])
+def test_a_broken_adapter_names_the_key_and_the_problem(
+    change: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "chaos-target.toml"
+    with pytest.raises(AdapterError) as raised:
+        parse_adapter(_broken(change), source)
+    assert str(raised.value).startswith(f"{source}: "), raised.value
+    assert message in str(raised.value)
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(AdapterError, match="cannot read the adapter file"):
+        load_adapter(tmp_path / "missing.toml")
+    with pytest.raises(AdapterError, match="not valid TOML"):
+        load_adapter(_write(tmp_path, "[target\nname = 1"))
+    with pytest.raises(AdapterError, match="target: expected a table"):
+        load_adapter(_write(tmp_path, 'target = "pipeline"'))
