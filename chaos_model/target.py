@@ -357,6 +357,7 @@ class SqlTarget:
                 pending[name] = count
         queue = self.spec.queue
         if queue.kind != "jetstream":
+            pending.update(self._core_nats_pending())
             return pending
         if self._nats is None or not self._nats.is_connected:
             if self._nats is not None:
@@ -377,6 +378,16 @@ class SqlTarget:
         if info.num_ack_pending:
             pending["jetstream_unacknowledged"] = info.num_ack_pending
         return pending
+
+    def _core_nats_pending(self) -> dict[str, int]:
+        """Core NATS keeps nothing, but a message on its way to a slow subscriber waits in the
+        server's buffer for that connection: the monitoring endpoint counts those bytes."""
+        monitor = self.stack.endpoints.nats_monitor_url
+        if not monitor:
+            return {}
+        connections = self._http.get(f"{monitor}/connz", timeout=1.0).json()["connections"]
+        buffered = sum(int(conn.get("pending_bytes", 0)) for conn in connections or [])
+        return {"nats_pending_bytes": buffered} if buffered else {}
 
     def wait_feeds_caught_up(self, seconds: float) -> None:
         """Reconnect dropped feeds (resuming) and wait until each has seen every stored event.
