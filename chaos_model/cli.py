@@ -486,7 +486,8 @@ def _stack_up(args: argparse.Namespace) -> int:
         return EXIT_STACK
     with stack, StackOwner(stack, state_file=args.state_file, port=args.control_port) as owner:
         for name, value in stack.endpoints.as_dict().items():
-            print(f"{name:18} {value}")
+            if value:
+                print(f"{name:18} {value}")
         print(f"{'webhook_secret':18} {stack.endpoints.webhook_secret}")
         print(f"{'logs':18} {stack.log_dir}")
         print(f"{'control_url':18} {owner.control_url}")
