@@ -28,12 +28,21 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import machine_info, write_json  # noqa: E402
 
+from chaos_model.adapter import load_adapter  # noqa: E402
 from chaos_model.config import ChaosConfig  # noqa: E402
 from chaos_model.faults import Partition  # noqa: E402
 from chaos_model.runner import run  # noqa: E402
 from chaos_model.stack import ComposeStack, LocalStack  # noqa: E402
 
 AnyStack = LocalStack | ComposeStack
+#: the reference pipeline's adapter, whatever folder the bench runs from
+TARGET = load_adapter(ROOT / "chaos-target.toml")
+
+
+def new_stack(backend: str, bugs: tuple[str, ...] = ()) -> AnyStack:
+    if backend == "compose":
+        return ComposeStack(TARGET, bugs=bugs)
+    return LocalStack(TARGET, bugs=bugs)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -116,7 +125,7 @@ def detection(backend: str, bug: str, budget: float) -> dict[str, Any]:
         progress=False,
         failures_dir=Path(tempfile.mkdtemp(prefix="compose-bench-")),
     )
-    stack: AnyStack = ComposeStack(bugs=(bug,)) if backend == "compose" else LocalStack(bugs=(bug,))
+    stack = new_stack(backend, (bug,))
     with stack:
         report = run(stack, config, log_dirs=stack.log_paths())
     return {
@@ -142,7 +151,7 @@ def main() -> int:
         starts, stops = [], []
         latencies: dict[str, dict[str, float]] = {}
         for attempt in range(args.starts):
-            stack: AnyStack = ComposeStack() if backend == "compose" else LocalStack()
+            stack = new_stack(backend)
             starts.append(timed(stack.start))
             if attempt == 0:
                 latencies = fault_latencies(stack, args.rounds)

@@ -26,8 +26,9 @@ from the invariant classes in `chaos_model/invariants/` (each statement is the c
 
 **Safety** invariants are checked after every step: a violation means stored data is wrong now.
 **Liveness** invariants are checked once per example, after every fault is healed and the
-pipeline has been given until it quiesces (outbox sent, JetStream consumer drained and
-acknowledged, no task running, LLM idle, Telegram done), and a fresh update was sent as a
+system has been given until it quiesces (every count of pending work its adapter names is zero,
+an unsent outbox for instance; its durable queue consumer, if it has one, drained and
+acknowledged; no task running, LLM idle, Telegram done), and a fresh update was sent as a
 recovery probe: a violation means the system did not get where it must eventually get. A
 verdict is valid, invalid or unknown; a checker that crashes, or has no database snapshot to
 judge, yields unknown, never a pass.

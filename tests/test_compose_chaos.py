@@ -6,6 +6,7 @@ Skipped only when Docker is unavailable and this is not CI (see ``test_stack_con
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,14 @@ pytestmark = [
 ]
 
 
+REFERENCE_FILE = Path(__file__).resolve().parents[1] / "chaos-target.toml"
+
+
 def chaos_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chaos_model.cli", "run", "--backend", "compose", *args],
         cwd=tmp_path,
+        env={**os.environ, "CHAOS_MODEL_TARGET": str(REFERENCE_FILE)},
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,26 +1,39 @@
 """What only the compose backend has: network partitions of a backend service, a project that
-leaves nothing behind (stopped or orphaned), the test-environment label, one-line user errors.
+leaves nothing behind (stopped or orphaned), the test-environment label, one-line user errors,
+and the adapter's ``[compose]`` section it works from.
 
-Skipped only when Docker is unavailable and this is not CI (see ``test_stack_contract.py``).
+Those that start a stack are skipped only when Docker is unavailable and this is not CI (see
+``test_stack_contract.py``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from test_stack_contract import compose_skip_reason, db_answers, deliver, update, wait_extracted
 
 from chaos_model._wait import wait_until
-from chaos_model.errors import UnsafeTarget
+from chaos_model.adapter import load_adapter, parse_adapter
+from chaos_model.adapter._compose_section import VARIABLES
+from chaos_model.errors import AdapterError, StackError, UnsafeTarget
 from chaos_model.guard import ensure_injectable
 from chaos_model.stack import ComposeService, ComposeStack
-from chaos_model.stack._docker import docker_client, project_containers
+from chaos_model.stack._docker import docker_client, images_env_path, project_containers
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_FILE = ROOT / "chaos-target.toml"
+#: the CLI run from a temporary folder finds the reference adapter through this
+CLI_ENV = {**os.environ, "CHAOS_MODEL_TARGET": str(REFERENCE_FILE)}
 
 requires_docker = pytest.mark.skipif(
     compose_skip_reason() is not None, reason=compose_skip_reason() or ""
@@ -84,6 +97,17 @@ def test_only_backend_services_can_be_disconnected(compose: ComposeStack) -> Non
         compose.partition("api")
 
 
+def test_the_stack_is_the_adapters(compose: ComposeStack) -> None:
+    assert compose.links == compose.target.links()
+    assert compose.proxy.links().keys() == compose.links.keys()
+    assert set(compose.endpoints.service_urls) == set(compose.target.services)
+    assert compose.endpoints.api_url == compose.endpoints.service_urls["api"]
+    status = httpx.get(compose.endpoints.busy_urls["worker"], timeout=5).json()
+    assert status["consuming"] is True and status["running"] == 0
+    assert list(compose.services) == ["proxy", "postgres", "nats", "llm", "api", "worker", "nginx"]
+    assert set(compose.log_paths()) == set(compose.services)
+
+
 @requires_docker
 def test_stop_leaves_no_container_network_volume_or_folder() -> None:
     stack = ComposeStack()
@@ -125,9 +149,11 @@ def test_a_killed_owner_leaves_nothing_behind() -> None:
 
 @requires_docker
 def test_an_app_image_built_from_other_code_is_refused(tmp_path: Path) -> None:
-    from chaos_model.stack._docker import IMAGES_ENV, SOURCE_LABEL, read_env_file
+    from chaos_model.stack._docker import SOURCE_LABEL, read_env_file
 
-    images = read_env_file(IMAGES_ENV)
+    images_env = images_env_path(load_adapter(REFERENCE_FILE))
+    assert images_env is not None
+    images = read_env_file(images_env)
     client = docker_client()
     container = client.containers.create(images["CHAOS_APP_IMAGE"], command=["true"])
     try:
@@ -140,7 +166,7 @@ def test_an_app_image_built_from_other_code_is_refused(tmp_path: Path) -> None:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "chaos_model.cli", "run", "--backend", "compose"],
-            env={**os.environ, "CHAOS_IMAGES_ENV": str(env_file)},
+            env={**CLI_ENV, "CHAOS_IMAGES_ENV": str(env_file)},
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -165,7 +191,7 @@ def test_an_app_image_built_from_other_code_is_refused(tmp_path: Path) -> None:
 def test_a_missing_engine_or_images_is_one_line(
     variable: str, value: str, hint: str, tmp_path: Path
 ) -> None:
-    env = {**os.environ, variable: value}
+    env = {**CLI_ENV, variable: value}
     done = subprocess.run(
         [sys.executable, "-m", "chaos_model.cli", "run", "--backend", "compose"],
         env=env,
@@ -179,3 +205,123 @@ def test_a_missing_engine_or_images_is_one_line(
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("chaos-model:")]
     assert len(errors) == 1 and hint in errors[0], done.stderr
+
+
+# ---------------------------------------------------------------------------- the [compose] section
+def reference_data() -> dict[str, Any]:
+    return tomllib.loads(REFERENCE_FILE.read_text())
+
+
+def with_compose(**changes: Any) -> dict[str, Any]:
+    """The reference adapter's data with ``[compose]`` keys changed (None: removed)."""
+    data = reference_data()
+    for key, value in changes.items():
+        if value is None:
+            data["compose"].pop(key, None)
+        else:
+            data["compose"][key] = value
+    return data
+
+
+def test_the_reference_compose_section() -> None:
+    compose = load_adapter(REFERENCE_FILE).compose
+    assert compose is not None
+    assert compose.file == "compose.test.yml" and compose.network == "backend"
+    assert compose.source == ("pyproject.toml", "chaos_model", "pipeline_app")
+    assert compose.services["nginx"].fronts == "api"
+
+
+def test_every_variable_the_compose_file_reads_is_one_the_stack_passes() -> None:
+    stack = ComposeStack(load_adapter(REFERENCE_FILE))
+    assert stack.compose is not None
+    passed = {*stack._port_variables.values(), *VARIABLES, *stack.compose.images}
+    read = set(re.findall(r"\$\{(CHAOS_[A-Z0-9_]+)", stack.compose_file.read_text()))
+    assert read - passed == {"CHAOS_PULL_POLICY"}  # written by scripts/build-images
+    assert {"CHAOS_API_PORT", "CHAOS_WORKER_STATUS_PORT", "CHAOS_NGINX_PORT"} <= passed
+    assert {"CHAOS_API_POSTGRES_LINK", "CHAOS_WORKER_LLM_LINK"} <= passed
+
+
+def test_an_adapter_without_a_compose_section_is_refused() -> None:
+    data = reference_data()
+    del data["compose"]
+    target = parse_adapter(data, REFERENCE_FILE)
+    assert target.compose is None
+    with pytest.raises(StackError, match=r"has no \[compose\] section"):
+        ComposeStack(target)
+
+
+def test_an_unknown_bug_is_refused() -> None:
+    with pytest.raises(StackError, match="unknown bug"):
+        ComposeStack(load_adapter(REFERENCE_FILE), bugs=("no_such_bug",))
+
+
+@pytest.mark.parametrize(
+    ("changes", "named", "problem"),
+    [
+        ({"file": None}, "compose.file", "missing"),
+        ({"file": ""}, "compose.file", "must name"),
+        ({"fle": "x.yml"}, "compose.fle", "unknown key"),
+        ({"images": "CHAOS_APP_IMAGE"}, "compose.images", "expected a list"),
+        ({"images": ["not a name"]}, "compose.images", "not a variable name"),
+        ({"source": ["/etc"]}, "compose.source", "must be relative"),
+        ({"source": ["../x"]}, "compose.source", "must be relative"),
+        ({"network": ""}, "compose.network", "must name"),
+        ({"webhook_secret": 3}, "compose.webhook_secret", "expected a string"),
+        ({"services": {"postgres": {}}}, "compose.services.postgres", "chaos-model provides"),
+        ({"services": {"a b": {}}}, "compose.services.a b", "letters, digits"),
+        ({"services": {"nginx": {"port": 1}}}, "compose.services.nginx.port", "unknown key"),
+        ({"services": {"nginx": {"ports": ["a b"]}}}, "compose.services.nginx.ports", "'a b'"),
+        (
+            {"services": {"nginx": {"ready": "http://127.0.0.1:{prot}/"}}},
+            "compose.services.nginx.ready",
+            "unknown placeholder",
+        ),
+    ],
+)
+def test_every_compose_key_is_checked_and_named(
+    changes: dict[str, Any], named: str, problem: str
+) -> None:
+    with pytest.raises(AdapterError) as error:
+        parse_adapter(with_compose(**changes), REFERENCE_FILE)
+    assert f": {named}: " in str(error.value) and problem in str(error.value), error.value
+
+
+@pytest.mark.parametrize(
+    ("services", "named", "problem"),
+    [
+        ({"nginx": {"fronts": "nope"}}, "compose.services.nginx.fronts", "no service 'nope'"),
+        ({"api": {}}, "compose.services.api", "in [services] already"),
+        (
+            {"nginx": {"fronts": "api"}, "haproxy": {"fronts": "api"}},
+            "compose.services.haproxy.fronts",
+            "nginx fronts 'api' already",
+        ),
+    ],
+)
+def test_compose_services_are_checked_against_the_adapters(
+    services: dict[str, Any], named: str, problem: str
+) -> None:
+    target = parse_adapter(with_compose(services=services), REFERENCE_FILE)
+    with pytest.raises(AdapterError) as error:
+        ComposeStack(target)
+    assert f": {named}: " in str(error.value) and problem in str(error.value), error.value
+
+
+def test_a_missing_compose_file_is_named(tmp_path: Path) -> None:
+    target = parse_adapter(with_compose(file="nowhere.yml"), tmp_path / "chaos-target.toml")
+    with pytest.raises(StackError, match=r"compose\.file: .*nowhere\.yml does not exist"):
+        ComposeStack(target)
+
+
+def test_a_missing_source_path_is_named() -> None:
+    target = parse_adapter(with_compose(source=["chaos_model", "nope"]), REFERENCE_FILE)
+    with pytest.raises(StackError, match=r"compose\.source: .*nope does not exist"):
+        ComposeStack(target)
+
+
+def test_two_ports_passed_as_one_variable_are_refused() -> None:
+    data = reference_data()
+    data["services"]["api"]["ports"] = ["status"]
+    data["services"]["api_status"] = {"command": ["true"]}
+    with pytest.raises(StackError, match="CHAOS_API_STATUS_PORT"):
+        ComposeStack(parse_adapter(data, REFERENCE_FILE))

@@ -3,13 +3,31 @@ traceback, before any stack is started; experiments as data."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from chaos_model.adapter import load_adapter
 from chaos_model.cli import EXIT_USAGE, main
-from chaos_model.experiments import BUILT_IN, BadExperiment, Experiment, find, from_failure, save
+from chaos_model.errors import AdapterError
+from chaos_model.experiments import (
+    BadExperiment,
+    Experiment,
+    catalogue,
+    check_target,
+    find,
+    from_failure,
+    save,
+    step,
+    wait_for,
+)
+from pipeline_app.chaos_experiments import BUILT_IN
+
+ROOT = Path(__file__).parents[1]
+REFERENCE = load_adapter(ROOT / "chaos-target.toml")
+TOY_FILE = ROOT / "tests" / "toy_target" / "chaos-target.toml"
 
 BRIEF_EXPERIMENTS = {
     "nats-broker-crash-during-message-processing",
@@ -118,3 +136,72 @@ def test_markdown_into_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFi
     target = tmp_path / "missing" / "chaos-experiments.md"
     argv = ["experiment", "run", "--all", "--markdown", str(target)]
     assert "--markdown: no folder" in _usage_error(argv, capsys)
+
+
+def test_the_built_in_experiments_are_the_catalogue_the_adapter_names() -> None:
+    assert REFERENCE.experiments == "pipeline_app.chaos_experiments:BUILT_IN"
+    assert catalogue(REFERENCE) == BUILT_IN
+    assert catalogue(load_adapter(TOY_FILE)) == ()
+    for experiment in BUILT_IN:
+        check_target(experiment, REFERENCE)
+
+
+def test_a_target_without_a_catalogue_lists_only_its_saved_experiments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    program = tmp_path / "failure" / "steps.json"
+    program.parent.mkdir()
+    program.write_text(json.dumps({"steps": [{"rule": "read_back", "args": {}}]}))
+    saved = tmp_path / "saved"
+    save(from_failure("read-back-once", program, [{"rule": "read_back", "args": {}}]), saved)
+    argv = ["experiment", "list", "--target", str(TOY_FILE), "--experiments-dir", str(saved)]
+    assert main(argv) == 0
+    names = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert names == [f"read-back-once  [saved from {program}]"]
+    run = ["experiment", "run", BUILT_IN[0].name, "--target", str(TOY_FILE)]
+    err = _usage_error([*run, "--experiments-dir", str(saved)], capsys)
+    assert "no experiment named" in err and "known: read-back-once" in err
+
+
+@pytest.mark.parametrize(
+    ("reference", "problem"),
+    [
+        ("no_such_module_here:BUILT_IN", "cannot import 'no_such_module_here'"),
+        ("pipeline_app.chaos_experiments:NOPE", "has no 'NOPE'"),
+        ("pipeline_app.chaos_experiments:STALL_RESPONSES", "not a sequence of Experiment"),
+        ("json:__all__", "holds a str, not only Experiment"),
+    ],
+)
+def test_a_bad_catalogue_is_one_line_naming_the_key(
+    reference: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(AdapterError, match=problem):
+        catalogue(dataclasses.replace(REFERENCE, experiments=reference))
+    adapter = tmp_path / "chaos-target.toml"
+    adapter.write_text(TOY_FILE.read_text() + f'\n[experiments]\ncatalogue = "{reference}"\n')
+    for argv in (["experiment", "list"], ["experiment", "run", "--all"]):
+        err = _usage_error([*argv, "--target", str(adapter)], capsys)
+        assert f"{adapter}: experiments.catalogue: " in err and problem in err
+
+
+def test_an_await_on_pending_work_names_a_count_of_the_adapter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(BadExperiment, match="await pending needs name="):
+        Experiment("no-name", "h", "b", (wait_for("pending", count=2),), (), "e")
+    backlog = Experiment(
+        "outbox-backlog",
+        "h",
+        "b",
+        (step("deliver", chat=0, text="x"), wait_for("pending", name="outbox_unsent")),
+        (),
+        "e",
+    )
+    check_target(backlog, REFERENCE)
+    toy = load_adapter(TOY_FILE)
+    with pytest.raises(BadExperiment, match="target toy counts no such work"):
+        check_target(backlog, toy)
+    save(backlog, tmp_path)
+    argv = ["experiment", "run", "outbox-backlog", "--experiments-dir", str(tmp_path)]
+    err = _usage_error([*argv, "--target", str(TOY_FILE)], capsys)
+    assert "awaits pending 'outbox_unsent', but target toy counts no such work" in err

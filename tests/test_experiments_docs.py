@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chaos_model.experiments import BUILT_IN, render_definition
+from chaos_model.experiments import render_definition
+from pipeline_app.chaos_experiments import BUILT_IN
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "chaos-experiments.md"
 REGENERATE = "regenerate: chaos-model experiment run --all --markdown docs/chaos-experiments.md"

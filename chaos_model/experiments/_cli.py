@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chaos_model.experiments._model import BadExperiment, Experiment
-from chaos_model.experiments._store import ENV_DIR, all_experiments, find
+from chaos_model.adapter import TargetSpec, load_target
+from chaos_model.experiments._model import BadExperiment, Experiment, check_target
+from chaos_model.experiments._store import ENV_DIR, TargetRef, all_experiments, find
 
 EXIT_OK, EXIT_DIFFERS, EXIT_STACK = 0, 1, 3
 DEFAULT_RESULTS = Path(".chaos-model") / "experiments"
@@ -26,6 +27,7 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
         dest="experiment_command", required=True, parser_class=parser_class
     )
     listing = sub.add_parser("list", help="every experiment with its hypothesis")
+    add_target_option(listing)
     _directory_option(listing)
     run = sub.add_parser("run", help="run one experiment (or --all) on a fresh local stack")
     run.add_argument("name", nargs="?", default=None, help="the experiment (see `list`)")
@@ -39,7 +41,8 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
         "--backend",
         choices=("local", "compose"),
         default="local",
-        help="the stack to start: local processes (default) or compose.test.yml under Docker",
+        help="the stack to start: local processes (default) or the adapter's compose file under"
+        " Docker",
     )
     run.add_argument(
         "--results-dir",
@@ -79,12 +82,12 @@ def _directory_option(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], Any]) -> int:
     if args.experiment_command == "list":
-        return _list(args.experiments_dir)
+        return _list(args.experiments_dir, args.target)
     return _run(args, open_stack)
 
 
-def _list(directory: Path | None) -> int:
-    for experiment in all_experiments(directory):
+def _list(directory: Path | None, target: TargetRef) -> int:
+    for experiment in all_experiments(directory, target):
         origin = "" if experiment.origin == "built-in" else f"  [saved from {experiment.origin}]"
         print(f"{experiment.name}{origin}")
         for line in textwrap.wrap(experiment.hypothesis, 92):
@@ -105,11 +108,8 @@ def _run(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], An
         raise BadExperiment(
             "name one experiment, or pass --all (see `chaos-model experiment list`)"
         )
-    chosen: list[Experiment] = (
-        all_experiments(args.experiments_dir)
-        if args.all
-        else [find(args.name, args.experiments_dir)]
-    )
+    if args.attach is None:  # checked before any stack starts; an owned stack has its target
+        _choose(args, args.target)
     if args.markdown is not None and not args.markdown.parent.is_dir():
         raise BadExperiment(f"--markdown: no folder {args.markdown.parent}")
     stack = open_stack(args)
@@ -117,6 +117,8 @@ def _run(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], An
         return EXIT_STACK
     differs = 0
     with stack:
+        target = stack.target
+        chosen = _choose(args, target)
         log_dirs = stack.log_paths() if hasattr(stack, "log_paths") else {}
         for experiment in chosen:
             print(f"running {experiment.name} ...", file=sys.stderr, flush=True)
@@ -128,9 +130,23 @@ def _run(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], An
             print(f"result: {written} (and {written.with_suffix('.txt').name})\n")
             differs += int(not result.as_expected)
     if args.markdown is not None:
-        experiments = all_experiments(args.experiments_dir)
-        args.markdown.write_text(render_markdown(experiments, read_results(args.results_dir)))
+        experiments = all_experiments(args.experiments_dir, target)
+        text = render_markdown(experiments, read_results(args.results_dir), target)
+        args.markdown.write_text(text)
         print(f"wrote {args.markdown}")
     total = len(chosen)
     print(f"{total - differs} of {total} experiment(s) behaved as expected")
     return EXIT_DIFFERS if differs else EXIT_OK
+
+
+def _choose(args: argparse.Namespace, target: TargetRef) -> list[Experiment]:
+    """The experiments ``args`` name, each checked against ``target``."""
+    chosen: list[Experiment] = (
+        all_experiments(args.experiments_dir, target)
+        if args.all
+        else [find(args.name, args.experiments_dir, target)]
+    )
+    spec = target if isinstance(target, TargetSpec) else load_target(target)
+    for experiment in chosen:
+        check_target(experiment, spec)
+    return chosen

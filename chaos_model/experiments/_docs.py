@@ -3,6 +3,7 @@ run next to it."""
 
 from __future__ import annotations
 
+from chaos_model.adapter import TargetSpec
 from chaos_model.experiments._model import AWAIT, Experiment, describe_step
 from chaos_model.experiments._run import ExperimentResult
 
@@ -11,24 +12,26 @@ HEADER = """# Chaos experiments
 Each experiment is a fixed scenario run against a fresh local stack with one command:
 
     chaos-model experiment list
-    chaos-model experiment run NAME            # one; --bug NAME to run it on a buggy pipeline
+    chaos-model experiment run NAME            # one; --bug NAME to run it with a planted bug
     chaos-model experiment run --all --markdown docs/chaos-experiments.md   # this file
 
-Its steps are the chaos model's own rules (the vocabulary of a saved failure's `steps.json`),
-plus `await` steps that hold a fault until its effect has been observed. After the last step,
-as after every example, every fault is healed, the pipeline is given until it quiesces, a fresh
-update is sent as a recovery probe and every safety and liveness invariant is checked
-(`docs/invariants.md`). An experiment behaves as expected when every invariant holds and every
-awaited observation was made. Each run writes `NAME.json` and `NAME.txt` (expected next to
+(`--target FILE` names the adapter of the system under test; the default is
+`./chaos-target.toml`.) Its steps are the chaos model's own rules (the vocabulary of a saved
+failure's `steps.json`), plus `await` steps that hold a fault until its effect has been observed.
+After the last step, as after every example, every fault is healed, the system is given until it
+quiesces, a fresh update is sent as a recovery probe and every safety and liveness invariant is
+checked (`docs/invariants.md`). An experiment behaves as expected when every invariant holds and
+every awaited observation was made. Each run writes `NAME.json` and `NAME.txt` (expected next to
 actual) into `.chaos-model/experiments/`.
 
 A shrunk failure becomes an experiment with
 `chaos-model replay chaos-failures/<run>/latest --save-as NAME` (saved in `./chaos-experiments/`,
 listed and run like the built-in ones).
 
-Hypothesis, steps, expected behaviour and remediation come from the experiment definitions
-(`chaos_model/experiments/_catalogue.py`; `tests/test_experiments_docs.py` keeps this file in
-sync with them); "actual behaviour" is what the last run observed.
+Hypothesis, steps, expected behaviour and remediation come from the experiment definitions:
+a target's built-in experiments are the catalogue its adapter names (`[experiments] catalogue`),
+the others the files saved in `./chaos-experiments/`. "Actual behaviour" is what the last run
+observed.
 """
 
 
@@ -67,14 +70,30 @@ def render_definition(experiment: Experiment) -> str:
 def render_actual(result: ExperimentResult | None) -> str:
     if result is None:
         return "**Actual behaviour.** Not run yet.\n"
-    where = f"pipeline with {', '.join(result.bugs)}" if result.bugs else "correct pipeline"
+    target = f"target {result.target}" if result.target else "the target"
+    bugs = f"bug{'s' if len(result.bugs) > 1 else ''} {', '.join(result.bugs)}"
+    where = f"{target} with {bugs}" if result.bugs else f"{target}, no planted bug"
     return (
         f"**Actual behaviour** (last run {result.started}, {where}, {result.seconds:.1f} s:"
         f" {result.verdict}). {result.actual()}\n"
     )
 
 
-def render_markdown(experiments: list[Experiment], results: dict[str, ExperimentResult]) -> str:
+def render_source(target: TargetSpec) -> str:
+    """Where ``target``'s experiments are defined, as a paragraph of the header."""
+    catalogue = f"`{target.experiments}`" if target.experiments else "no catalogue"
+    return (
+        f"The experiments below are those of target `{target.name}` (adapter"
+        f" `{target.source.name}`: {catalogue}).\n"
+    )
+
+
+def render_markdown(
+    experiments: list[Experiment],
+    results: dict[str, ExperimentResult],
+    target: TargetSpec | None = None,
+) -> str:
+    header = HEADER if target is None else HEADER + "\n" + render_source(target)
     rows = ["| experiment | last run | verdict |", "|---|---|---|"]
     for experiment in experiments:
         result = results.get(experiment.name)
@@ -89,4 +108,4 @@ def render_markdown(experiments: list[Experiment], results: dict[str, Experiment
         render_definition(experiment) + "\n" + render_actual(results.get(experiment.name))
         for experiment in experiments
     ]
-    return HEADER + "\n" + "\n".join(rows) + "\n\n" + "\n".join(sections)
+    return header + "\n" + "\n".join(rows) + "\n\n" + "\n".join(sections)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaos_model.errors import ChaosModelError
+
+if TYPE_CHECKING:
+    from chaos_model.adapter import TargetSpec
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,78}[a-z0-9]")
 AWAIT = "await"
@@ -23,11 +26,16 @@ CONDITIONS = {
     "webhook": "a Telegram delivery attempt ended with this outcome (2xx, 5xx, timeout, refused)",
     "stage": "at least ``count`` messages are at this stage",
     "failpoint_hit": "the failpoint ``name`` was reached",
-    "outbox": "at least ``count`` outbox rows are committed but not yet published",
+    "pending": (
+        "the target's count of pending work ``name`` (``[observe] pending.NAME`` in its adapter)"
+        " is at least ``count``"
+    ),
 }
+#: the argument each condition needs besides ``count`` and ``timeout``
+REQUIRED = {"webhook": "outcome", "stage": "stage", "failpoint_hit": "name", "pending": "name"}
 DEFAULT_ROLLBACK = (
     "Nothing by hand: after the last step every fault is healed (processes resumed or "
-    "restarted, failpoints disarmed, LLM faults and network toxics cleared) and the pipeline "
+    "restarted, failpoints disarmed, LLM faults and network toxics cleared) and the system "
     "is given until it quiesces. By hand: `chaos-model stack up` owners heal through their "
     "watchdog; a local stack heals everything on stop."
 )
@@ -118,17 +126,42 @@ def check_step(item: Any, name: str) -> None:
         raise BadExperiment(f"experiment {name}: the args of step {item['rule']} must be an object")
     rule = item["rule"]
     if rule == AWAIT:
-        condition = item.get("args", {}).get("condition")
+        args = item.get("args", {})
+        condition = args.get("condition")
         if condition not in CONDITIONS:
             raise BadExperiment(
                 f"experiment {name}: unknown await condition {condition!r};"
                 f" known: {', '.join(sorted(CONDITIONS))}"
+            )
+        if not isinstance(args.get(REQUIRED[condition]), str):
+            raise BadExperiment(
+                f"experiment {name}: await {condition} needs {REQUIRED[condition]}='...'"
             )
         return
     if rule not in RULES:
         raise BadExperiment(
             f"experiment {name}: unknown step {rule!r}; known: {', '.join(sorted(RULES))}, {AWAIT}"
         )
+
+
+def check_target(experiment: Experiment, target: TargetSpec) -> None:
+    """Refuse ``experiment`` if it awaits what ``target`` cannot show: a count of pending work
+    or a failpoint its adapter does not name."""
+    for item in experiment.steps:
+        if item["rule"] != AWAIT:
+            continue
+        args = item.get("args", {})
+        if args["condition"] == "pending" and args["name"] not in target.observe.pending:
+            known = ", ".join(sorted(target.observe.pending)) or "none"
+            raise BadExperiment(
+                f"experiment {experiment.name}: awaits pending {args['name']!r}, but target"
+                f" {target.name} counts no such work (its adapter's [observe] pending: {known})"
+            )
+        if args["condition"] == "failpoint_hit" and args["name"] not in target.failpoints:
+            raise BadExperiment(
+                f"experiment {experiment.name}: awaits failpoint {args['name']!r}, which target"
+                f" {target.name} does not have (see [failpoints] names in its adapter)"
+            )
 
 
 def describe_step(item: dict[str, Any]) -> str:

@@ -1,4 +1,8 @@
-"""What an experiment observes: webhook answers, faults, stages, attempts, quiescence."""
+"""What an experiment observes: webhook answers, faults, stages, attempts, quiescence, and the
+target's counts of pending work.
+
+Stages and attempts are read through the stack's target driver (model stage names); a count of
+pending work runs the SQL the adapter names for it (``[observe] pending.NAME``)."""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from chaos_model.experiments._model import BadExperiment
 from chaos_model.history import History
 from chaos_model.observe import Snapshot
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
+    from chaos_model.stack import Stack
 
 RECOVERY_PROBE_CHAT = 999
 
@@ -92,15 +98,21 @@ def max_attempts(snapshot: Snapshot | None) -> dict[str, int]:
     return dict(sorted(most.items()))
 
 
-def outbox_unsent(database_url: str) -> int:
-    """Outbox rows committed but not yet published to NATS."""
+def pending_count(stack: Stack, name: str) -> int:
+    """The target's count of pending work ``name`` now, by the SQL its adapter gives for it
+    (``[observe] pending.NAME``, e.g. the reference pipeline's unsent outbox rows)."""
+    spec = stack.target
+    sql = spec.observe.pending.get(name)
+    if sql is None:
+        known = ", ".join(sorted(spec.observe.pending)) or "none"
+        raise BadExperiment(f"target {spec.name} counts no pending {name!r} (known: {known})")
 
     async def count() -> int:
-        conn = await asyncpg.connect(database_url, timeout=1)
+        conn = await asyncpg.connect(stack.endpoints.database_url, timeout=1)
         try:
-            return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
+            return int(await conn.fetchval(sql, timeout=1) or 0)
         finally:
-            await conn.close()
+            await conn.close(timeout=1)
 
     return asyncio.run(count())
 
@@ -118,8 +130,8 @@ def condition_met(machine: ChaosMachine, args: dict[str, Any]) -> bool:
     if condition == "failpoint_hit":
         failpoints = getattr(machine.stack, "failpoints", None)
         return failpoints is not None and bool(failpoints.hits().get(args["name"]))
-    if condition == "outbox":
-        return outbox_unsent(machine.stack.endpoints.database_url) >= count
+    if condition == "pending":
+        return pending_count(machine.stack, str(args["name"])) >= count
     raise ValueError(f"unknown await condition {condition!r}")
 
 
@@ -130,6 +142,6 @@ def describe_condition(args: dict[str, Any]) -> str:
         return f"{count} webhook answer(s) {args['outcome']}"
     if condition == "stage":
         return f"{count} message(s) at {args['stage']}"
-    if condition == "outbox":
-        return f"{count} outbox row(s) waiting to be published"
+    if condition == "pending":
+        return f"pending {args['name']} at least {count}"
     return f"failpoint {args['name']} hit"

@@ -15,7 +15,12 @@ from hypothesis.stateful import RULE_MARKER
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.config import ChaosConfig
 from chaos_model.experiments import _observe
-from chaos_model.experiments._model import AWAIT, Experiment, describe_step
+from chaos_model.experiments._model import (
+    AWAIT,
+    Experiment,
+    check_target,
+    describe_step,
+)
 from chaos_model.guard import ensure_injectable
 from chaos_model.history import History
 from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation, bind
@@ -32,6 +37,8 @@ class ExperimentResult:
     seconds: float
     as_expected: bool
     bugs: list[str] = field(default_factory=list)
+    #: the name of the target it ran on (empty in results written before targets had names)
+    target: str = ""
     violations: list[str] = field(default_factory=list)
     awaited: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -139,10 +146,12 @@ def run_experiment(
         seconds=0.0,
         as_expected=False,
         bugs=list(getattr(stack, "bugs", ())),
+        target=stack.target.name,
     )
     try:
+        check_target(experiment, stack.target)
         machine = bind(stack, config, recorder)()
-    except Exception as error:  # noqa: BLE001 - the stack could not even be reset
+    except Exception as error:  # noqa: BLE001 - not for this target, or the stack did not reset
         result.error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         result.seconds = round(time.monotonic() - began, 2)
         return result

@@ -1,15 +1,22 @@
-"""Finding experiments: the built-in ones and those saved in a user folder as ``NAME.json``."""
+"""Finding experiments: the target's built-in ones (the catalogue its adapter names) and those
+saved in a user folder as ``NAME.json``."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from chaos_model.experiments._catalogue import BUILT_IN
+from chaos_model.adapter import TargetSpec, load_target
+from chaos_model.errors import AdapterError
 from chaos_model.experiments._model import BadExperiment, Experiment, describe_step
 from chaos_model.run_stats import FAULT_RULES
+
+#: a target, the path of its adapter file, or None for the default adapter
+TargetRef: TypeAlias = TargetSpec | str | os.PathLike[str] | None
 
 #: the folder saved experiments live in, unless ``--experiments-dir`` or the variable says
 DEFAULT_DIR = Path("chaos-experiments")
@@ -21,6 +28,47 @@ def user_dir(directory: Path | None = None) -> Path:
     if directory is not None:
         return directory
     return Path(os.environ.get(ENV_DIR) or DEFAULT_DIR)
+
+
+def _spec(target: TargetRef) -> TargetSpec:
+    return target if isinstance(target, TargetSpec) else load_target(target)
+
+
+def catalogue(target: TargetRef = None) -> tuple[Experiment, ...]:
+    """The built-in experiments of ``target``: the sequence its adapter names as
+    ``[experiments] catalogue = "module:NAME"`` (none when it names none)."""
+    spec = _spec(target)
+    reference = spec.experiments
+    if not reference:
+        return ()
+    where = f"{spec.source}: experiments.catalogue"
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise AdapterError(f"{where}: expected 'module:NAME', got {reference!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - any failure to import is the adapter's problem
+        detail = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise AdapterError(f"{where}: cannot import {module_name!r} ({detail})") from None
+    try:
+        value = getattr(module, attribute)
+    except AttributeError:
+        raise AdapterError(f"{where}: module {module_name} has no {attribute!r}") from None
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise AdapterError(
+            f"{where}: {reference} is {type(value).__name__}, not a sequence of Experiment"
+        )
+    experiments = tuple(value)
+    for item in experiments:
+        if not isinstance(item, Experiment):
+            raise AdapterError(
+                f"{where}: {reference} holds a {type(item).__name__}, not only Experiment"
+            )
+    names = [experiment.name for experiment in experiments]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise AdapterError(f"{where}: {reference} names {', '.join(twice)} more than once")
+    return experiments
 
 
 def load_file(path: Path) -> Experiment:
@@ -46,26 +94,36 @@ def saved(directory: Path | None = None) -> list[Experiment]:
     return [load_file(path) for path in sorted(folder.glob("*.json"))]
 
 
-def all_experiments(directory: Path | None = None) -> list[Experiment]:
-    return [*BUILT_IN, *saved(directory)]
+def all_experiments(directory: Path | None = None, target: TargetRef = None) -> list[Experiment]:
+    """The built-in experiments of ``target`` (default: the default adapter's), then the saved
+    ones."""
+    return [*catalogue(target), *saved(directory)]
 
 
-def find(name: str, directory: Path | None = None) -> Experiment:
-    for experiment in BUILT_IN:
+def find(name: str, directory: Path | None = None, target: TargetRef = None) -> Experiment:
+    for experiment in catalogue(target):
         if experiment.name == name:
             return experiment
     path = user_dir(directory) / f"{name}.json"
     if path.is_file():
         return load_file(path)
-    known = ", ".join(experiment.name for experiment in all_experiments(directory))
+    known = ", ".join(experiment.name for experiment in all_experiments(directory, target))
     raise BadExperiment(
-        f"no experiment named {name!r} (see `chaos-model experiment list`; known: {known})"
+        f"no experiment named {name!r} (see `chaos-model experiment list`;"
+        f" known: {known or 'none'})"
     )
 
 
-def save(experiment: Experiment, directory: Path | None = None, *, force: bool = False) -> Path:
-    """Write ``experiment`` as ``NAME.json`` in the user folder; refuse to shadow another."""
-    if any(built_in.name == experiment.name for built_in in BUILT_IN):
+def save(
+    experiment: Experiment,
+    directory: Path | None = None,
+    *,
+    force: bool = False,
+    target: TargetRef = None,
+) -> Path:
+    """Write ``experiment`` as ``NAME.json`` in the user folder; refuse to shadow another (one of
+    ``target``'s built-in experiments, or a file already saved)."""
+    if any(built_in.name == experiment.name for built_in in catalogue(target)):
         raise BadExperiment(f"{experiment.name!r} is a built-in experiment: choose another name")
     folder = user_dir(directory)
     path = folder / f"{experiment.name}.json"
@@ -93,7 +151,7 @@ def from_failure(name: str, steps_file: Path, steps: list[dict[str, Any]]) -> Ex
     return Experiment(
         name=name,
         hypothesis=(
-            f"This program once broke {broke} (saved from {source}). On a correct pipeline "
+            f"This program once broke {broke} (saved from {source}). On a correct system "
             "it passes: every invariant holds."
         ),
         blast_radius=(

@@ -4,9 +4,11 @@ they hit, webhook answers, each message's stages, and the invariants that fired.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chaos_model.adapter import INFRASTRUCTURE, TargetSpec
 from chaos_model.faults import REGISTRY
 from chaos_model.invariants import ALL
 from chaos_model.recorder import render_program
@@ -16,7 +18,10 @@ PROBE_PROCESS = "telegram-chat-999"
 #: the longest argument shown in full in the step table
 ARGUMENT_WIDTH = 60
 
-#: the lanes faults are drawn over, in the order a request travels
+#: the model's own clients of a target: the simulated Telegram and the dashboard readers
+TELEGRAM, DASHBOARD = "telegram", "dashboard"
+#: deprecated: the lanes of the reference pipeline, for a renderer that does not read
+#: :attr:`Timeline.services` yet; every timeline carries the lanes of its own target
 SERVICES = ("telegram", "api", "postgres", "nats", "worker", "llm", "dashboard")
 
 #: answer classes of the webhook, in legend order
@@ -109,9 +114,60 @@ class Timeline:
     program: str
     log_tails: dict[str, list[str]]
     notes: tuple[str, ...]
+    #: the lanes faults are drawn over, in the order a request travels (see :func:`lanes`)
+    services: tuple[str, ...] = ()
 
 
-def build_timeline(capture: ExampleCapture) -> Timeline:
+def lanes(target: TargetSpec) -> tuple[str, ...]:
+    """The lanes of ``target``'s timelines, in the order a request travels: Telegram, the service
+    taking the webhook, the database and the broker, the target's other services, the LLM, and
+    the dashboard if the target has one."""
+    return _in_travel_order(
+        (target.webhook.service, *target.services), dashboard=target.dashboard is not None
+    )
+
+
+def lanes_seen(capture: ExampleCapture) -> tuple[str, ...]:
+    """The lanes of a timeline whose target is not known: the services whose logs the capture
+    kept or that a fault named, with the webhook's service (from a ``telegram->`` link) first."""
+    front: list[str] = []
+    named: list[str] = []
+    dashboard = False
+    for op in capture.ops:
+        dashboard = dashboard or str(op["process"]).startswith(DASHBOARD)
+        value = op["value"] if isinstance(op["value"], dict) else {}
+        if op["process"] != "nemesis":
+            continue
+        if isinstance(value.get("link"), str) and "->" in value["link"]:
+            client, server = value["link"].split("->", 1)
+            front += [server] if client == TELEGRAM else []
+            named += [client, server]
+        elif isinstance(value.get("service"), str):
+            named.append(value["service"])
+    services = [*front, *sorted(set(named) | set(capture.log_tails))]
+    return _in_travel_order(services, dashboard=dashboard or DASHBOARD in named)
+
+
+def _own(names: Iterable[str]) -> list[str]:
+    """The target's own services among ``names``: not the model's clients or infrastructure."""
+    return [
+        name
+        for name in dict.fromkeys(names)
+        if name not in INFRASTRUCTURE and name not in (TELEGRAM, DASHBOARD)
+    ]
+
+
+def _in_travel_order(services: Iterable[str], *, dashboard: bool) -> tuple[str, ...]:
+    own = _own(services)
+    front, rest = own[:1], own[1:]
+    storage = [name for name in INFRASTRUCTURE if name != "llm"]
+    ordered = [TELEGRAM, *front, *storage, *rest, "llm", *([DASHBOARD] if dashboard else [])]
+    return tuple(ordered)
+
+
+def build_timeline(capture: ExampleCapture, target: TargetSpec | None = None) -> Timeline:
+    """The timeline of ``capture``; its lanes are ``target``'s, or those the capture shows."""
+    services = lanes(target) if target is not None else lanes_seen(capture)
     steps = tuple(
         StepMark(number, step.time, _call(step.rule, step.args))
         for number, step in enumerate(capture.steps, start=1)
@@ -127,13 +183,14 @@ def build_timeline(capture: ExampleCapture) -> Timeline:
         failed=capture.failed,
         duration=latest,
         steps=steps,
-        bands=tuple(fault_bands(capture.ops, latest)),
+        bands=tuple(fault_bands(capture.ops, latest, services)),
         answers=answers,
         messages=tuple(_message_lanes(capture, answers, latest)),
         fired=fired,
         program=render_program([{"rule": s.rule, "args": s.args} for s in capture.steps]),
         log_tails=capture.log_tails,
         notes=tuple(capture.notes),
+        services=services,
     )
 
 
@@ -151,7 +208,7 @@ def _short(value: Any) -> str:
 
 # ---------------------------------------------------------------------------------- faults
 def fault_label(value: dict[str, Any]) -> str:
-    """``pause nats``, ``partition api->nats``, ``llm error 3s``, ``failpoint NAME crash``."""
+    """``pause nats``, ``partition CLIENT->SERVER``, ``llm error 3s``, ``failpoint NAME crash``."""
     kind = str(value.get("kind", "fault"))
     if kind == "llm":
         seconds = value.get("seconds")
@@ -166,24 +223,33 @@ def fault_label(value: dict[str, Any]) -> str:
     return f"{kind} {target}" if target else kind
 
 
-def fault_services(value: dict[str, Any]) -> tuple[str, ...]:
-    """The services a fault hits, for drawing its band over their lanes."""
+def fault_services(value: dict[str, Any], services: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The services a fault hits, for drawing its band over their lanes (``services``: the
+    timeline's lanes, when known).
+
+    A failpoint is named ``SERVICE.where``; one whose first part is no lane hits every service of
+    the target's own.
+    """
+    known = None if services is None else tuple(services)
     kind = value.get("kind")
     if isinstance(value.get("service"), str):
         return (value["service"],)
     if isinstance(value.get("link"), str):
-        return tuple(part for part in value["link"].split("->") if part in SERVICES)
+        parts = value["link"].split("->")
+        return tuple(part for part in parts if known is None or part in known)
     if kind in ("terminate_connections", "refuse_connections"):
         return ("postgres",)
     if kind == "llm":
         return ("llm",)
     if kind == "failpoint":
         service = str(value.get("name", "")).split(".")[0]
-        return (service,) if service in SERVICES else ("worker", "api")
-    return SERVICES
+        return (service,) if known is None or service in known else tuple(_own(known))
+    return known or ()
 
 
-def fault_bands(ops: list[dict[str, Any]], end: float) -> list[FaultBand]:
+def fault_bands(
+    ops: list[dict[str, Any]], end: float, services: Sequence[str] | None = None
+) -> list[FaultBand]:
     """Each applied fault, from its application until its own heal, a heal-all or ``end``."""
     nemesis = [op for op in ops if op["process"] == "nemesis" and op["type"] != "invoke"]
     bands: list[FaultBand] = []
@@ -209,7 +275,7 @@ def fault_bands(ops: list[dict[str, Any]], end: float) -> list[FaultBand]:
             FaultBand(
                 label,
                 str(value.get("kind")),
-                fault_services(value),
+                fault_services(value, services),
                 op["time"],
                 finish,
                 instant,

@@ -36,10 +36,13 @@ DOWN_SECONDS = 120
 DOWN_ARGS = ("down", "-v", "--remove-orphans", "-t", "2")
 
 
-def bring_down(project: str, command: Sequence[str], env: Mapping[str, str]) -> None:
-    """Unpause every container of ``project``, run ``compose down -v``, then remove whatever
-    is still labelled with the project (a failed ``down`` must not leave anything running)."""
-    from chaos_model.stack._docker import COMPOSE_FILE, ROOT, docker_client, project_containers
+def bring_down(
+    project: str, command: Sequence[str], env: Mapping[str, str], file: str, cwd: str
+) -> None:
+    """Unpause every container of ``project``, run ``compose down -v`` (compose file ``file``,
+    in folder ``cwd``), then remove whatever is still labelled with the project (a failed
+    ``down`` must not leave anything running)."""
+    from chaos_model.stack._docker import docker_client, project_containers
 
     client: Any = None
     with contextlib.suppress(Exception):
@@ -49,9 +52,9 @@ def bring_down(project: str, command: Sequence[str], env: Mapping[str, str]) -> 
                 container.unpause()
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         subprocess.run(
-            [*command, "-p", project, "-f", str(COMPOSE_FILE), *DOWN_ARGS],
+            [*command, "-p", project, "-f", file, *DOWN_ARGS],
             env=dict(env),
-            cwd=ROOT,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=DOWN_SECONDS,
@@ -82,7 +85,7 @@ def guard(owner: int, state_path: Path) -> int:
     if state is None:
         return 0
     killed = kill_recorded(state)
-    bring_down(state["project"], state["command"], state["env"])
+    bring_down(state["project"], state["command"], state["env"], state["file"], state["cwd"])
     print(
         f"guardian: owner {owner} is gone; killed {len(killed)} process(es),"
         f" brought compose project {state['project']} down",

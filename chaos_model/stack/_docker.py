@@ -12,25 +12,21 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from chaos_model.errors import StackError
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "compose.test.yml"
-#: written by scripts/build-images; ``CHAOS_IMAGES_ENV`` names another one
-IMAGES_ENV = Path(os.environ.get("CHAOS_IMAGES_ENV") or ROOT / "docker" / "images.env")
+if TYPE_CHECKING:
+    from chaos_model.adapter import TargetSpec
+
+#: names the images file instead of the adapter's ``[compose] images_env``
+IMAGES_ENV_VARIABLE = "CHAOS_IMAGES_ENV"
 TEST_ENVIRONMENT_LABEL = "com.chaos-model.test-environment"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-#: the image variables compose.test.yml reads, and the service each one is for
-IMAGE_VARIABLES = {
-    "CHAOS_POSTGRES_IMAGE": "postgres",
-    "CHAOS_NATS_IMAGE": "nats",
-    "CHAOS_NGINX_IMAGE": "nginx",
-    "CHAOS_APP_IMAGE": "api, worker and llm",
-}
+#: the digest of the code an image was built from (see :func:`source_digest`)
+SOURCE_LABEL = "com.chaos-model.source"
 DOCKER_HINT = "install and start it with `scripts/docker-engine` (as root)"
 BUILD_HINT = "build the images with `scripts/build-images`"
 
@@ -87,48 +83,77 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def image_environment(client: Any, env_file: Path = IMAGES_ENV) -> dict[str, str]:
-    """The image variables for compose, checked: each image must exist locally."""
-    if not env_file.exists():
-        raise StackError(f"no images for the compose stack ({env_file} is missing); {BUILD_HINT}")
-    values = read_env_file(env_file)
-    for variable, purpose in IMAGE_VARIABLES.items():
+def images_env_path(target: TargetSpec) -> Path | None:
+    """``$CHAOS_IMAGES_ENV``, else the adapter's ``[compose] images_env``; None when neither."""
+    override = os.environ.get(IMAGES_ENV_VARIABLE)
+    if override:
+        return Path(override)
+    assert target.compose is not None
+    return target.root / target.compose.images_env if target.compose.images_env else None
+
+
+def build_hint(target: TargetSpec) -> str:
+    compose = target.compose
+    if compose is not None and compose.build:
+        return f"build the images with `{compose.build}`"
+    return "build the images the compose file needs"
+
+
+def image_environment(client: Any, target: TargetSpec, env_file: Path | None) -> dict[str, str]:
+    """The compose variables naming the images (from ``env_file``), checked: every image the
+    adapter's ``[compose] images`` names must exist in the engine, and one labelled with the
+    code it was built from must have been built from this tree's."""
+    compose = target.compose
+    assert compose is not None
+    hint = build_hint(target)
+    digest = ""
+    values: dict[str, str] = {}
+    if env_file is not None:
+        if not env_file.exists():
+            raise StackError(f"no images for the compose stack ({env_file} is missing); {hint}")
+        values = read_env_file(env_file)
+    for variable in compose.images:
         image = values.get(variable) or os.environ.get(variable)
         if not image:
-            raise StackError(f"{env_file} names no {variable} (for {purpose}); {BUILD_HINT}")
+            where = env_file if env_file is not None else "the environment"
+            raise StackError(f"{where} names no {variable} (an image of the compose file); {hint}")
+        values[variable] = image
         try:
-            client.images.get(image)
+            labels = client.images.get(image).labels or {}
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound, or the engine is gone
-            raise StackError(f"image {image} (for {purpose}) is not built; {BUILD_HINT}") from None
-    check_app_image(client, values.get("CHAOS_APP_IMAGE") or os.environ["CHAOS_APP_IMAGE"])
+            raise StackError(f"image {image} ({variable}) is not built; {hint}") from None
+        built = labels.get(SOURCE_LABEL)
+        if built is None:
+            continue
+        digest = digest or source_digest(target.root, compose.source)
+        if built != digest:
+            raise StackError(
+                f"image {image} was built from other code than this tree's; {hint} again"
+            )
     return values
 
 
-SOURCE_LABEL = "com.chaos-model.source"
+def source_files(root: Path, source: tuple[str, ...]) -> list[str]:
+    """Every file of ``source`` (files, and folders' files but compiled Python), relative."""
+    files: set[str] = set()
+    for entry in source:
+        path = root / entry
+        if path.is_file():
+            files.add(str(PurePosixPath(entry)))
+            continue
+        for found in path.rglob("*"):
+            if found.is_file() and "__pycache__" not in found.parts and found.suffix != ".pyc":
+                files.add(str(found.relative_to(root)))
+    return sorted(files)
 
 
-def source_digest(root: Path = ROOT) -> str:
-    """The digest of the code the app image carries; scripts/build-images computes the same."""
-    files = sorted(
-        str(path.relative_to(root))
-        for package in ("chaos_model", "pipeline_app")
-        for path in (root / package).rglob("*")
-        if path.suffix in (".py", ".sql") and "__pycache__" not in path.parts
-    )
+def source_digest(root: Path, source: tuple[str, ...]) -> str:
+    """The digest of the code an image carries; scripts/build-images computes the same."""
     lines = [
         f"{name}\0{hashlib.sha256((root / name).read_bytes()).hexdigest()}\n"
-        for name in ["pyproject.toml", *files]
+        for name in source_files(root, source)
     ]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def check_app_image(client: Any, image: str) -> None:
-    """Refuse an app image built from other code than this tree's (it would test stale code)."""
-    built = (client.images.get(image).labels or {}).get(SOURCE_LABEL)
-    if built is not None and built != source_digest():
-        raise StackError(
-            f"image {image} was built from other code than this tree's; {BUILD_HINT} again"
-        )
 
 
 def project_containers(client: Any, project: str, service: str | None = None) -> list[Any]:
@@ -139,14 +164,14 @@ def project_containers(client: Any, project: str, service: str | None = None) ->
 
 
 def run_compose(
-    command: list[str], args: list[str], env: Mapping[str, str], *, timeout: float
+    command: list[str], args: list[str], env: Mapping[str, str], *, cwd: Path, timeout: float
 ) -> None:
     """Run one compose command; a failure is a StackError with the end of its output."""
     try:
         done = subprocess.run(
             [*command, *args],
             env=dict(env),
-            cwd=ROOT,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,

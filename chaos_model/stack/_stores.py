@@ -10,24 +10,25 @@ from nats.aio.client import Client as NatsClient
 
 from chaos_model._loop import ControlLoop
 
-STREAM = "pipeline"
-RESET_SQL = (
-    "DELETE FROM knowledge; DELETE FROM events; DELETE FROM messages;"
-    " DELETE FROM telegram_updates; DELETE FROM processed; DELETE FROM attempts;"
-    " DELETE FROM outbox;"
-)
-
 
 async def _quiet(error: Exception) -> None:
     """The stores' own NATS client sees NATS killed on purpose: nothing to print."""
 
 
 class StoreClients:
-    """A PostgreSQL connection and a NATS client on their own event loop thread."""
+    """A PostgreSQL connection and a NATS client on their own event loop thread.
 
-    def __init__(self, database_url: str, nats_url: str) -> None:
+    ``reset_sql`` empties the target's tables (the adapter's ``[database] reset``); ``stream``
+    is the JetStream stream to purge (none for a target on core NATS).
+    """
+
+    def __init__(
+        self, database_url: str, nats_url: str, *, reset_sql: str = "", stream: str = ""
+    ) -> None:
         self.database_url = database_url
         self.nats_url = nats_url
+        self.reset_sql = reset_sql
+        self.stream = stream
         self._loop = ControlLoop()
         self._pg: asyncpg.Connection | None = None
         self._nats: NatsClient | None = None
@@ -45,21 +46,29 @@ class StoreClients:
         return self._loop.run(probe(), timeout=1.5)
 
     def reset(self) -> None:
-        """Empty every table and purge the JetStream stream."""
+        """Run the reset SQL and purge the JetStream stream."""
         self._loop.run(self._reset(), timeout=10)
 
     async def _reset(self) -> None:
+        if self.reset_sql:
+            await self._reset_database()
+        if self.stream:
+            await self._purge_stream()
+
+    async def _reset_database(self) -> None:
         for attempt in (1, 2):  # a connection from before a PostgreSQL restart fails once
             if self._pg is None or self._pg.is_closed():
                 self._pg = await asyncpg.connect(self.database_url, timeout=2)
             try:
-                await self._pg.execute(RESET_SQL, timeout=5)
+                await self._pg.execute(self.reset_sql, timeout=5)
                 break
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
                 self._pg.terminate()
                 self._pg = None
                 if attempt == 2:
                     raise
+
+    async def _purge_stream(self) -> None:
         if self._nats is None or not self._nats.is_connected:
             if self._nats is not None:
                 with contextlib.suppress(Exception):
@@ -68,7 +77,7 @@ class StoreClients:
                 self.nats_url, connect_timeout=2, allow_reconnect=False, error_cb=_quiet
             )
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._nats.jetstream().purge_stream(STREAM)
+            await self._nats.jetstream().purge_stream(self.stream)
 
     def close(self) -> None:
         async def close() -> None:

@@ -144,3 +144,59 @@ def test_load_steps_rejects_a_steps_json_that_is_a_folder(tmp_path: Path) -> Non
     (tmp_path / "steps.json").mkdir()
     with pytest.raises(BadProgram):
         load_steps(tmp_path)
+
+
+# ------------------------------------------------------------------ timeline lanes
+ROOT = Path(__file__).parents[2]
+
+
+def _capture(ops: list[dict[str, Any]], log_tails: dict[str, list[str]]) -> Any:
+    from chaos_model.reporting.capture import ExampleCapture
+
+    return ExampleCapture(False, [], ops, [], [], [], 1.0, log_tails=log_tails)
+
+
+def _fault(value: dict[str, Any], time: float = 0.1) -> dict[str, Any]:
+    return {"process": "nemesis", "type": "ok", "f": "fault", "time": time, "value": value}
+
+
+def test_timeline_lanes_are_the_targets_services_in_the_order_a_request_travels() -> None:
+    from chaos_model.adapter import load_adapter
+    from chaos_model.reporting.timeline import build_timeline, lanes
+
+    reference = load_adapter(ROOT / "chaos-target.toml")
+    assert lanes(reference) == ("telegram", "api", "postgres", "nats", "worker", "llm", "dashboard")
+    toy = load_adapter(ROOT / "tests" / "toy_target" / "chaos-target.toml")
+    assert lanes(toy) == ("telegram", "web", "postgres", "nats", "worker", "llm")
+
+    capture = _capture([_fault({"kind": "failpoint", "name": "relay.after_publish"})], {})
+    timeline = build_timeline(capture, reference)
+    assert timeline.services == lanes(reference)
+    # a failpoint not named after a service hits every service of the target's own
+    assert timeline.bands[0].services == ("api", "worker")
+    partition = _capture([_fault({"kind": "partition", "link": "web->nats"})], {})
+    assert build_timeline(partition, toy).bands[0].services == ("web", "nats")
+
+
+def test_without_a_target_the_lanes_are_those_the_capture_shows() -> None:
+    from chaos_model.reporting.timeline import build_timeline, fault_services
+
+    ops = [
+        _fault({"kind": "network", "link": "telegram->web", "toxic": {}}),
+        _fault({"kind": "kill", "service": "indexer"}, 0.2),
+        {"process": "dashboard-a", "type": "invoke", "f": "feed", "time": 0.3, "value": None},
+    ]
+    timeline = build_timeline(_capture(ops, {"worker": [], "web": []}))
+    assert timeline.services == (
+        "telegram",
+        "web",
+        "postgres",
+        "nats",
+        "indexer",
+        "worker",
+        "llm",
+        "dashboard",
+    )
+    assert build_timeline(_capture([], {})).services == ("telegram", "postgres", "nats", "llm")
+    assert fault_services({"kind": "failpoint", "name": "relay.x"}) == ("relay",)
+    assert fault_services({"kind": "noop"}) == ()

@@ -1,10 +1,15 @@
-"""The built-in experiments: the failure scenarios the reference pipeline is built to survive."""
+"""The reference pipeline's named chaos experiments: the failure scenarios it is built to survive.
+
+chaos-model finds them through the adapter (``chaos-target.toml``: ``[experiments] catalogue =
+"pipeline_app.chaos_experiments:BUILT_IN"``); ``chaos-model experiment list|run`` shows and runs
+them next to the experiments saved in ``./chaos-experiments/``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chaos_model.experiments._model import Experiment, step, wait_for
+from chaos_model.experiments import Experiment, step, wait_for
 
 STALL_RESPONSES: dict[str, Any] = {
     "type": "timeout",
@@ -30,7 +35,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             step("kill", service="nats"),
             step("deliver", chat=2, text="during the outage"),
             step("deliver", chat=0, text="during the outage"),
-            wait_for("outbox", count=2),
+            wait_for("pending", name="outbox_unsent", count=2),
             wait_for("webhook", outcome="2xx", count=4),
             step("read_back"),
             step("heal_all"),
@@ -277,7 +282,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             step("deliver", chat=1, text="backlog"),
             step("deliver", chat=2, text="backlog"),
             step("deliver", chat=0, text="backlog"),
-            wait_for("outbox", count=3),
+            wait_for("pending", name="outbox_unsent", count=3),
             wait_for("webhook", outcome="2xx", count=4),
             step("kill", service="worker"),
             step("heal_all"),
