@@ -414,7 +414,7 @@ def _run(args: argparse.Namespace) -> int:
             stack, config, log_dirs=stack.log_paths(), capture_passing=args.report_passing
         )
     print_report(report, sys.stdout, bugs=args.bug or ())
-    _write_report(report, args)
+    _write_report(report, args, stack.target)
     return EXIT_VIOLATION if report.failed else EXIT_OK
 
 
@@ -427,11 +427,13 @@ def _check_config(config: ChaosConfig, target: TargetSpec) -> None:
         raise UsageError(str(error)) from error
 
 
-def _write_report(report: RunReport, args: argparse.Namespace) -> None:
+def _write_report(report: RunReport, args: argparse.Namespace, target: TargetSpec) -> None:
     from chaos_model.reporting.writer import write_run_report
 
     try:
-        written = write_run_report(report, args.report_dir, bugs=args.bug, seed=args.seed)
+        written = write_run_report(
+            report, args.report_dir, bugs=args.bug, seed=args.seed, target=target
+        )
     except OSError as error:
         print(f"chaos-model: no report written to {args.report_dir}: {error}", file=sys.stderr)
         return
@@ -454,7 +456,9 @@ def _replay(args: argparse.Namespace) -> int:
     if args.save_as is not None:
         from chaos_model.experiments import from_failure, save
 
-        saved = save(from_failure(args.save_as, args.file, steps), args.experiments_dir)
+        saved = save(
+            from_failure(args.save_as, args.file, steps), args.experiments_dir, target=args.target
+        )
         print(f"saved as experiment {args.save_as}: {saved}")
         print(f"run it: chaos-model experiment run {args.save_as}")
     stack = _open_stack(args)

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,6 +123,29 @@ class Target(Protocol):
     def wait_feeds_caught_up(self, seconds: float) -> None: ...
 
 
+def message_row(spec: TargetSpec, keys: dict[tuple[int, int], int], row: Any) -> MessageRow:
+    """A row of the adapter's messages query (id, the correlation key, stage, score, reason),
+    with the update id found by (chat id, message id) in ``keys`` when the target stores none
+    and the stage in the model's words."""
+    values = list(row)
+    if spec.observe.correlate == "chat_message":
+        chat_id, message_id = values[1], values[2]
+        update_id = keys.get((chat_id, message_id), message_id)
+        values = [values[0], update_id, *values[3:]]
+    values += [None] * (5 - len(values))
+    return MessageRow(values[0], values[1], spec.to_model_stage(values[2]), values[3], values[4])
+
+
+def update_keys(updates: Iterable[dict[str, Any]]) -> dict[tuple[int, int], int]:
+    """(chat id, message id) -> update id of Telegram updates."""
+    keys: dict[tuple[int, int], int] = {}
+    for update in updates:
+        message = update.get("message") or {}
+        with contextlib.suppress(KeyError, TypeError):
+            keys[(message["chat"]["id"], message["message_id"])] = update["update_id"]
+    return keys
+
+
 def make_target(stack: Stack, history: History) -> Target:
     """The driver the stack's adapter names, or the SQL/HTTP one."""
     spec: TargetSpec = stack.target
@@ -197,9 +221,7 @@ class SqlTarget:
         self.telegram.submit(update)
 
     def _remember(self, update: dict[str, Any]) -> None:
-        message = update.get("message") or {}
-        with contextlib.suppress(KeyError, TypeError):
-            self._keys[(message["chat"]["id"], message["message_id"])] = update["update_id"]
+        self._keys.update(update_keys([update]))
 
     def send_direct(self, body: bytes, secret: str | None, process: str, f: str) -> DirectResult:
         """One POST outside the simulator (an attacker or a broken client), recorded in history."""
@@ -300,16 +322,7 @@ class SqlTarget:
         )
 
     def _message_row(self, row: Any) -> MessageRow:
-        """A row of the messages query: id, the correlation key, stage, score, reason."""
-        values = list(row)
-        if self.spec.observe.correlate == "chat_message":
-            chat_id, message_id = values[1], values[2]
-            update_id = self._keys.get((chat_id, message_id), message_id)
-            values = [values[0], update_id, *values[3:]]
-        values += [None] * (5 - len(values))
-        return MessageRow(
-            values[0], values[1], self.spec.to_model_stage(values[2]), values[3], values[4]
-        )
+        return message_row(self.spec, self._keys, row)
 
     def quiescent(self) -> bool:
         """Nothing left to do: outbox sent, consumer drained and acked, no task running, LLM

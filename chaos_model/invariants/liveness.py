@@ -12,8 +12,9 @@ from chaos_model.invariants._base import CheckContext, Invariant, Unknown
 
 
 class Quiesces(Invariant):
-    """After every fault is healed the system becomes idle (outbox sent, JetStream consumer with
-    nothing pending or unacknowledged, LLM idle, Telegram done) within the quiescence deadline."""
+    """After every fault is healed the system becomes idle (no pending work the adapter counts,
+    such as an unsent outbox; a durable queue consumer with nothing pending or unacknowledged;
+    no task running; LLM idle; Telegram done) within the quiescence deadline."""
 
     name = "quiesces_after_heal"
     kind = "liveness"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import dataclasses
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from chaos_model.adapter import TargetSpec
 from chaos_model.invariants import Result
+from chaos_model.target import message_row, update_keys
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
@@ -114,7 +117,12 @@ def capture_example(
     messages: list[StoredMessage] = []
     try:
         stage_events, messages = asyncio.run(
-            _read_database(machine.stack.endpoints.database_url, epoch_at_start)
+            _read_database(
+                machine.spec,
+                machine.stack.endpoints.database_url,
+                epoch_at_start,
+                update_keys(machine.bodies.values()),
+            )
         )
     except Exception as error:  # noqa: BLE001 - a report without stages beats no report
         notes.append(f"stage transitions not read from the database: {type(error).__name__}")
@@ -137,25 +145,36 @@ def capture_example(
 
 
 async def _read_database(
-    database_url: str, epoch_at_start: float
+    spec: TargetSpec,
+    database_url: str,
+    epoch_at_start: float,
+    keys: dict[tuple[int, int], int],
 ) -> tuple[list[StageEvent], list[StoredMessage]]:
+    """The messages and, when the adapter's events query gives a fourth column (the epoch
+    seconds of each event), the timed stage transitions."""
     conn = await asyncpg.connect(database_url, timeout=_DATABASE_TIMEOUT)
     try:
-        events = await conn.fetch(
-            "SELECT e.message_id, m.update_id, e.stage, extract(epoch FROM e.at)::float8 AS at"
-            " FROM events e LEFT JOIN messages m ON m.id = e.message_id ORDER BY e.event_id",
-            timeout=_DATABASE_TIMEOUT,
-        )
-        rows = await conn.fetch(
-            "SELECT id, update_id, stage, score, failure_reason FROM messages ORDER BY id",
-            timeout=_DATABASE_TIMEOUT,
+        rows = await conn.fetch(spec.observe.messages, timeout=_DATABASE_TIMEOUT)
+        events = (
+            await conn.fetch(spec.observe.events, timeout=_DATABASE_TIMEOUT)
+            if spec.observe.events
+            else []
         )
     finally:
         await conn.close(timeout=_DATABASE_TIMEOUT)
-    return (
-        [StageEvent(r[0], r[1], r[2], max(0.0, r[3] - epoch_at_start)) for r in events],
-        [StoredMessage(*row) for row in rows],
-    )
+    messages = [message_row(spec, keys, row) for row in rows]
+    update_of = {message.id: message.update_id for message in messages}
+    timed = [
+        StageEvent(
+            row[1],
+            update_of.get(row[1]),
+            spec.to_model_stage(row[2]),
+            max(0.0, float(row[3]) - epoch_at_start),
+        )
+        for row in events
+        if len(row) > 3 and row[3] is not None
+    ]
+    return timed, [StoredMessage(*dataclasses.astuple(message)) for message in messages]
 
 
 def tail_lines(path: Path, count: int) -> list[str]:

@@ -98,7 +98,7 @@ class _Canvas:
 
 def render_svg(timeline: Timeline, element_id: str) -> str:
     canvas = _Canvas(timeline.duration)
-    lanes = list(SERVICES)
+    lanes = list(timeline.services or SERVICES)
     y = AXIS_HEIGHT
     steps_y = y
     y += STEPS_HEIGHT

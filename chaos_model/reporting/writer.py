@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos_model.adapter import TargetSpec
 from chaos_model.recorder import FailureRecord
 from chaos_model.reporting.browser import HeadlessChromium, find_chromium
 from chaos_model.reporting.page import ExampleSection, FailureOutcome, ReportPage, render_page
@@ -40,13 +41,15 @@ def write_run_report(
     bugs: Sequence[str] = (),
     seed: int | None = None,
     png: bool = True,
+    target: TargetSpec | None = None,
 ) -> WrittenReport:
-    """Write the report of ``report`` into a new folder under ``reports_dir``."""
+    """Write the report of ``report`` into a new folder under ``reports_dir``; ``target``'s
+    services are the lanes of the timelines (without it, those the captures show)."""
     directory = _new_folder(reports_dir, report)
     command = None
     if report.failure is not None and report.failure.directory is not None:
         command = replay_command(report.failure.directory, bugs)
-    sections = _sections(report, command)
+    sections = _sections(report, command, target)
     notes: list[str] = []
     if report.failure is not None and report.failure.capture is None:
         notes.append(
@@ -83,7 +86,9 @@ def _new_folder(reports_dir: Path, report: RunReport) -> Path:
     raise FileExistsError(f"{base}: too many reports with this name")
 
 
-def _sections(report: RunReport, command: str | None) -> list[ExampleSection]:
+def _sections(
+    report: RunReport, command: str | None, target: TargetSpec | None = None
+) -> list[ExampleSection]:
     sections: list[ExampleSection] = []
     failures: list[tuple[str, FailureRecord]] = []
     if report.failure is not None:
@@ -109,7 +114,10 @@ def _sections(report: RunReport, command: str | None) -> list[ExampleSection]:
             )
         sections.append(
             ExampleSection(
-                title, f"timeline-{len(sections) + 1}", build_timeline(record.capture), outcome
+                title,
+                f"timeline-{len(sections) + 1}",
+                build_timeline(record.capture, target),
+                outcome,
             )
         )
     if report.passing_example is not None:
@@ -117,7 +125,7 @@ def _sections(report: RunReport, command: str | None) -> list[ExampleSection]:
             ExampleSection(
                 "Passing example (the last one run)",
                 f"timeline-{len(sections) + 1}",
-                build_timeline(report.passing_example),
+                build_timeline(report.passing_example, target),
             )
         )
     return sections
