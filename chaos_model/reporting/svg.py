@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from chaos_model.reporting.timeline import SERVICES, Timeline
+from chaos_model.reporting.timeline import Timeline
 
 LABEL_WIDTH = 210
 PLOT_WIDTH = 940
@@ -98,7 +98,7 @@ class _Canvas:
 
 def render_svg(timeline: Timeline, element_id: str) -> str:
     canvas = _Canvas(timeline.duration)
-    lanes = list(timeline.services or SERVICES)
+    lanes = list(timeline.services)
     y = AXIS_HEIGHT
     steps_y = y
     y += STEPS_HEIGHT

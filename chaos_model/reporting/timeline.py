@@ -20,9 +20,6 @@ ARGUMENT_WIDTH = 60
 
 #: the model's own clients of a target: the simulated Telegram and the dashboard readers
 TELEGRAM, DASHBOARD = "telegram", "dashboard"
-#: deprecated: the lanes of the reference pipeline, for a renderer that does not read
-#: :attr:`Timeline.services` yet; every timeline carries the lanes of its own target
-SERVICES = ("telegram", "api", "postgres", "nats", "worker", "llm", "dashboard")
 
 #: answer classes of the webhook, in legend order
 ANSWERS = ("2xx", "4xx", "5xx", "timeout", "no connection")
