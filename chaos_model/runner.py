@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -81,6 +82,16 @@ def hypothesis_settings(config: ChaosConfig) -> settings:
     )
 
 
+def _raised_at(error: BaseException) -> str:
+    """Where the innermost frame of chaos-model's own code raised ``error``, if it did."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [frame for frame in frames if "chaos_model" in frame.filename]
+    if not ours:
+        return ""
+    frame = ours[-1]
+    return f" (raised in {frame.name} at {Path(frame.filename).name}:{frame.lineno})"
+
+
 def run(
     stack: Stack,
     config: ChaosConfig,
@@ -137,7 +148,7 @@ def run(
         report.flaky = isinstance(error, Flaky)
         report.hypothesis_error = f"{type(error).__name__}: {error}"
         if isinstance(error, BaseExceptionGroup):
-            inner = "; ".join(f"{type(e).__name__}: {e}" for e in error.exceptions)
+            inner = "; ".join(f"{type(e).__name__}: {e}{_raised_at(e)}" for e in error.exceptions)
             report.hypothesis_error += f" [{inner}]"
         if recorder.last_failure is None:
             report.failure = FailureRecord(

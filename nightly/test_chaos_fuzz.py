@@ -24,6 +24,7 @@ import pytest
 from hypothesis import seed
 from hypothesis.stateful import run_state_machine_as_test
 
+from chaos_model.adapter import INFRASTRUCTURE, load_target
 from chaos_model.config import ChaosConfig
 from chaos_model.guard import ensure_injectable
 from chaos_model.machine import ChaosMachine, bind
@@ -86,8 +87,10 @@ class _StackOnFirstUse:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") or name == "unsupported_faults":
             raise AttributeError(name)  # introspection (pytest looks for _mock_name and the like)
+        if self._stack is None and name in ("target", "services", "links"):
+            return self._described(name)  # what binding the machine reads: known unstarted
         with self._lock:
             if self._stack is None or self._pid != os.getpid():
                 stack = LocalStack()
@@ -96,6 +99,16 @@ class _StackOnFirstUse:
                 ensure_injectable(stack)
                 self._stack, self._pid = stack, os.getpid()
         return getattr(self._stack, name)
+
+
+    @staticmethod
+    def _described(name: str) -> Any:
+        target = load_target(None)
+        if name == "target":
+            return target
+        if name == "links":
+            return target.links()
+        return dict.fromkeys(("proxy", *INFRASTRUCTURE, *target.services))
 
 
 if os.environ.get("CHAOS_MODEL_HYPOFUZZ"):

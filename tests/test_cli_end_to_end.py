@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,12 @@ import pytest
 from chaos_model._wait import wait_until
 
 pytestmark = pytest.mark.slow
+
+#: the commands run in a fresh folder, as a user's would, with the reference adapter named
+ENV = {
+    **os.environ,
+    "CHAOS_MODEL_TARGET": str(Path(__file__).resolve().parents[1] / "chaos-target.toml"),
+}
 
 ACK_BEFORE_WORK_PROGRAM = [
     {
@@ -30,6 +37,7 @@ def chaos_model(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=ENV,
         timeout=300,
         check=False,
     )
@@ -103,6 +111,7 @@ def test_sigterm_heals_and_stops_a_run(tmp_path: Path) -> None:
             str(tmp_path / "failures"),
         ],
         cwd=tmp_path,
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -99,6 +99,9 @@ def test_a_recorded_failure_reads_on_screen(chromium: str, tmp_path: Path) -> No
     assert width > 1000 and height > 300, (width, height)
 
 
+ROOT_ADAPTER = Path(__file__).resolve().parents[1] / "chaos-target.toml"
+
+
 @pytest.mark.slow
 def test_a_failing_run_with_a_bug_of_the_zoo_writes_a_readable_report(
     chromium: str, tmp_path: Path
@@ -134,6 +137,7 @@ def test_a_failing_run_with_a_bug_of_the_zoo_writes_a_readable_report(
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "CHAOS_MODEL_TARGET": str(ROOT_ADAPTER)},
         timeout=240,
         check=False,
     )

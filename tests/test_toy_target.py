@@ -8,15 +8,18 @@ must start it, find that weakness, and shrink it to the two steps that show it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chaos_model.adapter import load_adapter
+from chaos_model.adapter import TargetSpec, load_adapter
+from chaos_model.errors import ServiceNotReady
 from chaos_model.history import History
 from chaos_model.stack import LocalStack
 from chaos_model.target import make_target, telegram_update
@@ -109,3 +112,27 @@ def test_the_suite_finds_the_planted_weakness_and_shrinks_it(tmp_path: Path) -> 
     assert saved["target"] == str(ADAPTER)
     reproduced = int(out.split("reproduced in ")[1].split(" of")[0])
     assert reproduced >= 2, out
+
+
+def _slow_web(ready_timeout: float) -> TargetSpec:
+    """The toy with a web service that takes 3 s to start, and a deadline for it."""
+    spec = load_adapter(ADAPTER)
+    web = spec.services["web"]
+    slow = dataclasses.replace(
+        web, env={**web.env, "TOY_STARTUP_DELAY": "3"}, ready_timeout=ready_timeout
+    )
+    return dataclasses.replace(spec, services={**spec.services, "web": slow})
+
+
+def test_a_slow_service_gets_the_deadline_its_adapter_gives() -> None:
+    with (
+        pytest.raises(ServiceNotReady, match=r"web not ready after 1\.0s"),
+        LocalStack(_slow_web(ready_timeout=1.0)),
+    ):
+        pass
+    with LocalStack(_slow_web(ready_timeout=30.0)) as stack:
+        stack.services["web"].kill()
+        began = time.monotonic()
+        assert "restarted web" in stack.heal()
+        assert time.monotonic() - began >= 3.0, "the heal waited for the slow start"
+        assert stack.services["web"].is_running()

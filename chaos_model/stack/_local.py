@@ -51,6 +51,7 @@ from chaos_model.stack._process import ManagedProcess
 READY_TIMEOUT = 45.0
 HEAL_ROUNDS = 3
 HBA_RELOAD_TIMEOUT = 10.0
+STACK_DIR_VAR = "CHAOS_MODEL_STACK_DIR"
 PORT_FLOOR = 20000
 INFRASTRUCTURE_ORDER = ("proxy", "postgres", "nats", "llm")
 REFUSING_HBA = (
@@ -554,7 +555,11 @@ class LocalStack:
             "log_min_messages=warning",
         ]
         process = ManagedProcess(
-            "postgres", argv, log_path=self.log_dir / "postgres.log", user=user
+            "postgres",
+            argv,
+            log_path=self.log_dir / "postgres.log",
+            user=user,
+            env=self._marked_env(),
         )
         return self._service("postgres", process, self._probe_postgres, "SQL `select 1` to answer")
 
@@ -573,7 +578,9 @@ class LocalStack:
             "--server_name",
             "chaos-model-local",
         ]
-        process = ManagedProcess("nats", argv, log_path=self.log_dir / "nats.log")
+        process = ManagedProcess(
+            "nats", argv, log_path=self.log_dir / "nats.log", env=self._marked_env()
+        )
         url = f"http://127.0.0.1:{ports['nats_monitor']}/healthz"
         return self._service(
             "nats", process, lambda: self._http_ok(url), f"GET {url} to answer 200"
@@ -595,7 +602,9 @@ class LocalStack:
         ]
         for link, server in self.links.items():
             argv += ["--link", f"{link}={ports[link]}:127.0.0.1:{upstream[server]}"]
-        process = ManagedProcess("proxy", argv, log_path=self.log_dir / "proxy.log")
+        process = ManagedProcess(
+            "proxy", argv, log_path=self.log_dir / "proxy.log", env=self._marked_env()
+        )
         url = f"{self.endpoints.proxy_url}/health"
         return self._service("proxy", process, lambda: self._http_ok(url), f"GET {url}")
 
@@ -613,7 +622,9 @@ class LocalStack:
 
     def _llm_service(self, ports: dict[str, int]) -> LocalService:
         argv = [sys.executable, "-m", "chaos_model.llm_stub", "--port", str(ports["llm"])]
-        process = ManagedProcess("llm", argv, log_path=self.log_dir / "llm.log")
+        process = ManagedProcess(
+            "llm", argv, log_path=self.log_dir / "llm.log", env=self._marked_env()
+        )
         url = f"{self.endpoints.llm_url}/health"
         return self._service("llm", process, lambda: self._http_ok(url), f"GET {url}")
 
@@ -643,9 +654,14 @@ class LocalStack:
             ports={extra: ports[f"{name}.{extra}"] for extra in (spec.ports if spec else ())},
         )
 
+    def _marked_env(self) -> dict[str, str]:
+        """This process's environment, plus the stack folder: a stack's processes can be told
+        apart (``ps e``, the guardian's last sweep) by ``CHAOS_MODEL_STACK_DIR``."""
+        return {**os.environ, STACK_DIR_VAR: str(self.dir)}
+
     def _app_env(self, name: str | None) -> dict[str, str]:
         spec = self.target.services[name] if name is not None else None
-        env = dict(os.environ)
+        env = self._marked_env()
         env.update(service_env(self.target, spec, self._placeholders(name)))
         env.update(self._extra_env)
         return env

@@ -71,6 +71,8 @@ def parse_update(raw: bytes) -> tuple[int, int, str] | None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # a slow start (caches to warm, a big migration): TOY_STARTUP_DELAY seconds before ready
+    await asyncio.sleep(float(os.environ.get("TOY_STARTUP_DELAY", "0")))
     app.state.pool = await asyncpg.create_pool(
         os.environ["TOY_DB"], min_size=0, max_size=10, timeout=2, command_timeout=5
     )
