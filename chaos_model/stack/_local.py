@@ -235,7 +235,8 @@ class LocalStack:
         self._endpoints: Endpoints | None = None
         self._ports: dict[str, int] = {}
         self._proxy_client: ProxyClient | None = None
-        self._original_hba: str | None = None
+        #: pg_hba.conf as initdb wrote it: what a heal always returns to
+        self._pristine_hba: str | None = None
         self._started = False
         self._guardian: Guardian | None = None
         self._previous_sigterm: Any = None
@@ -304,7 +305,7 @@ class LocalStack:
                 healed.append("cleared LLM fault")
             self._http.delete(f"{self.endpoints.llm_url}/control/fault")
         healed += self._clear_toxics()
-        if self._original_hba is not None:
+        if self._hba_changed():
             self.refuse_new_db_connections(False)
             healed.append("postgres accepts connections again")
         # A process may still be on its way down when heal starts (a failpoint that just fired):
@@ -360,16 +361,12 @@ class LocalStack:
         Open connections are untouched, as when a database hits its connection limit or an
         administrator locks clients out. PostgreSQL rereads pg_hba.conf on SIGHUP.
         """
-        hba = self.dir / "pgdata" / "pg_hba.conf"
-        if refuse:
-            if self._original_hba is None:
-                self._original_hba = hba.read_text()
-            _replace_file(hba, REFUSING_HBA)
-        elif self._original_hba is not None:
-            _replace_file(hba, self._original_hba)
-            self._original_hba = None
-        else:
+        if self._pristine_hba is None:
+            raise StackError("PostgreSQL is not set up yet")
+        wanted = REFUSING_HBA if refuse else self._pristine_hba
+        if self._hba_path.read_text() == wanted:
             return
+        _replace_file(self._hba_path, wanted)
         pid = self._services["postgres"].process.pid
         if pid is None or not self._services["postgres"].is_running():
             return
@@ -381,6 +378,20 @@ class LocalStack:
             timeout=HBA_RELOAD_TIMEOUT,
             what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections after reload",
         )
+
+    @property
+    def _hba_path(self) -> Path:
+        return self.dir / "pgdata" / "pg_hba.conf"
+
+    def _hba_changed(self) -> bool:
+        """pg_hba.conf is not as initdb wrote it (whatever changed it, and however a fault's
+        own bookkeeping went, a heal puts it back)."""
+        if self._pristine_hba is None:
+            return False
+        try:
+            return self._hba_path.read_text() != self._pristine_hba
+        except OSError:
+            return False
 
     def _accepts_connections(self) -> bool:
         try:
@@ -492,6 +503,7 @@ class LocalStack:
         self._services["llm"].start()
         if initdb.wait() != 0:
             raise StackError(f"initdb failed; see {self.log_dir / 'initdb.log'}")
+        self._pristine_hba = self._hba_path.read_text()
         self._services["postgres"] = self._postgres_service(pg_bin, user, ports)
         self._services["postgres"].start()
         self._services["postgres"].wait_ready()
