@@ -206,11 +206,11 @@ class ChaosMachine(RuleBasedStateMachine):
         try:
             fault.heal(self.stack)
         except ServiceNotReady as error:
+            self.history.complete(op, "info", error=str(error).splitlines()[0])
             # A restarted process may run straight into a crash failpoint that is still armed:
             # that is the failpoint doing its job, and the final heal disarms it and restarts.
             if "failpoint" not in self.active:
                 raise
-            self.history.complete(op, "info", error=str(error).splitlines()[0])
             return
         healed = getattr(self.stack, "fault_healed", None)
         if healed is not None:
@@ -370,12 +370,24 @@ class ChaosMachine(RuleBasedStateMachine):
         self._heal_everything()
 
     def _heal_everything(self) -> None:
-        # Disarm failpoints first, so that restarted processes do not crash at them again.
-        for key in sorted(self.active, key=lambda key: (key != "failpoint", key)):
-            self._heal(key)
+        """Heal every fault, then the whole stack; a fault whose own heal failed (a service
+        restarted while its database still refused connections) is left to the stack's heal,
+        which fails if anything is still not ready."""
+        for key in sorted(self.active, key=self._heal_order):
+            # a failure is recorded in the history by _heal; the stack's heal below decides
+            with contextlib.suppress(ServiceNotReady):
+                self._heal(key)
         op = self.history.invoke("nemesis", "heal-all")
         healed = self.stack.heal()
         self.history.complete(op, "ok", value=healed)
+
+    def _heal_order(self, key: str) -> tuple[int, str]:
+        """Failpoints first, so that restarted processes do not crash at them again; then what
+        the services depend on (connections, links, the LLM, the infrastructure); the target's
+        own processes last, so that they restart into a healthy system."""
+        if key == "failpoint":
+            return (0, key)
+        return (2 if key in self.spec.services else 1, key)
 
     # ------------------------------------------------------------------ invariants
     def _snapshot(self) -> Snapshot | None:
@@ -415,7 +427,7 @@ class ChaosMachine(RuleBasedStateMachine):
         in_flight = sys.exc_info()[1]
         try:
             if in_flight is None:
-                self._check_liveness()
+                self._check_liveness_healed()
             elif not isinstance(in_flight, KeyboardInterrupt):
                 self._heal_after_error(in_flight)
             # On Ctrl-C, SIGTERM or a spent budget nothing is healed here: the run is ending, and
@@ -431,6 +443,17 @@ class ChaosMachine(RuleBasedStateMachine):
                 restart_app = getattr(self.stack, "restart_app", None)
                 if restart_app is not None:
                     restart_app()
+
+    def _check_liveness_healed(self) -> None:
+        """Check liveness; if that breaks down (not a violation: an error), heal before the
+        error goes on, so that nothing after it (a fresh start of the app) meets a fault."""
+        try:
+            self._check_liveness()
+        except (SafetyViolation, LivenessViolation):
+            raise
+        except Exception as error:
+            self._heal_after_error(error)
+            raise
 
     def _heal_after_error(self, error: BaseException) -> None:
         # Hypothesis's own control flow (StopTest, rejected assumptions) is not a finding.
