@@ -449,10 +449,10 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         steps = load_steps(args.file)
+        if args.target is None:
+            args.target = saved_target(args.file)  # the adapter it failed on
     except BadProgram as error:
         raise UsageError(str(error)) from error
-    if args.target is None:
-        args.target = saved_target(args.file)  # the adapter it failed on
     if args.save_as is not None:
         from chaos_model.experiments import from_failure, save
 

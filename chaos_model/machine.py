@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.adapter import TargetSpec
 from chaos_model.config import ALL_FAULT_KINDS, ChaosConfig
-from chaos_model.errors import ServiceNotReady
+from chaos_model.errors import AdapterError, ServiceNotReady
 from chaos_model.faults import (
     ArmFailpoint,
     Fault,
@@ -56,7 +56,7 @@ from chaos_model.invariants import (
 from chaos_model.observe import Snapshot
 from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
-from chaos_model.target import make_target, telegram_update
+from chaos_model.target import driver_class, make_target, telegram_update
 
 LLM_MODES = ("rate_limit", "error", "slow", "hang", "malformed")
 FEEDS = ("dashboard-a", "dashboard-b")
@@ -395,6 +395,8 @@ class ChaosMachine(RuleBasedStateMachine):
             return None
         try:
             return self.target.snapshot(timeout=1.0)
+        except AdapterError:
+            raise  # the adapter's mistake, not the system's: say so
         except Exception:  # noqa: BLE001 - no snapshot means "unknown" for this step
             return None
 
@@ -612,6 +614,7 @@ def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[Chaos
     rules its target's adapter allows."""
     spec: TargetSpec = stack.target
     check_config(config, spec)
+    driver_class(spec)  # a driver that cannot be loaded is the adapter's mistake: say so now
     namespace: dict[str, Any] = {
         "stack": stack,
         "config": config,

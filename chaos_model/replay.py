@@ -40,7 +40,8 @@ class ReplayOutcome:
 
 
 def saved_target(path: Path) -> Path | None:
-    """The adapter file a saved program failed on, if it recorded one that still exists."""
+    """The adapter file a saved program failed on, if it recorded one; a recorded one that is
+    gone is an error (replaying on another target would mean nothing)."""
     if path.is_dir():
         path = path / "steps.json"
     try:
@@ -48,7 +49,11 @@ def saved_target(path: Path) -> Path | None:
     except (OSError, ValueError):
         return None
     target = data.get("target") if isinstance(data, dict) else None
-    return Path(target) if isinstance(target, str) and target and Path(target).exists() else None
+    if not isinstance(target, str) or not target:
+        return None
+    if not Path(target).exists():
+        raise BadProgram(f"{path}: it failed on {target}, which is gone; pass --target FILE")
+    return Path(target)
 
 
 def load_steps(path: Path) -> list[dict[str, Any]]:
@@ -112,6 +117,7 @@ def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:
             f"step {name!r} does not apply to target {machine.spec.name}: its adapter gives it"
             " nothing to draw from (no such service, link, failpoint or dashboard)"
         )
+    _check_target_args(machine, name, args)
     preconditions = rule.preconditions if rule is not None else ()
     if not all(precondition(machine) for precondition in preconditions):
         return  # not applicable here (a shrunk program removed what it needed): skip it
@@ -119,6 +125,24 @@ def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:
         args["update"] = machine.delivered[args["update"]]
     result = method(**args)
     del result
+
+
+def _check_target_args(machine: ChaosMachine, name: str, args: dict[str, Any]) -> None:
+    """A step naming a service, link or failpoint its target does not have is not replayable."""
+    spec, stack = machine.spec, machine.stack
+    if name in ("pause", "kill", "stop"):
+        key, allowed = "service", set(spec.services_with(name)) & set(stack.services)
+    elif name in ("partition", "network", "latency_ramp"):
+        key, allowed = "link", set(getattr(stack, "links", None) or spec.links())
+    elif name == "failpoint":
+        key, allowed = "name", set(spec.failpoints)
+    else:
+        return
+    if args.get(key) not in allowed:
+        raise BadProgram(
+            f"step {name}({key}={args.get(key)!r}) does not apply to target {spec.name};"
+            f" its {key}s: {', '.join(sorted(allowed)) or 'none'}"
+        )
 
 
 def assert_replay_passes(path: Path, stack: Stack) -> None:

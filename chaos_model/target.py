@@ -146,19 +146,28 @@ def update_keys(updates: Iterable[dict[str, Any]]) -> dict[tuple[int, int], int]
     return keys
 
 
-def make_target(stack: Stack, history: History) -> Target:
-    """The driver the stack's adapter names, or the SQL/HTTP one."""
-    spec: TargetSpec = stack.target
+def _websocket_url(http_url: str) -> str:
+    if http_url.startswith("https://"):
+        return "wss://" + http_url.removeprefix("https://")
+    return "ws://" + http_url.removeprefix("http://")
+
+
+def driver_class(spec: TargetSpec) -> Any:
+    """The driver class the adapter names (``[target] driver``), or :class:`SqlTarget`."""
     if not spec.driver:
-        return SqlTarget(stack, history)
+        return SqlTarget
     module_name, _, class_name = spec.driver.partition(":")
     try:
-        driver = getattr(importlib.import_module(module_name), class_name)
+        return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:
         raise AdapterError(
             f"{spec.source}: target.driver: cannot load {spec.driver!r}: {error}"
         ) from None
-    target: Target = driver(stack, history)
+
+
+def make_target(stack: Stack, history: History) -> Target:
+    """The driver the stack's adapter names, or the SQL/HTTP one."""
+    target: Target = driver_class(stack.target)(stack, history)
     return target
 
 
@@ -179,7 +188,7 @@ class SqlTarget:
         dashboard = self.spec.dashboard
         self._read_url = f"{self._dashboard_api}{dashboard.read_path}" if dashboard else ""
         self._feed_url = (
-            self._dashboard_api.replace("http://", "ws://") + dashboard.feed_path
+            _websocket_url(self._dashboard_api) + dashboard.feed_path
             if dashboard is not None and dashboard.feed_path
             else ""
         )
@@ -340,11 +349,14 @@ class SqlTarget:
             pending["llm_calls_in_flight"] = stats["in_flight"]
         for name, url in self.stack.endpoints.busy_urls.items():
             check = self.spec.services[name].busy
-            field = check.field if check is not None else "running"
-            busy = self._http.get(url, timeout=1.0).json()[field]
+            if check is None:
+                continue
+            busy = self._http.get(url, timeout=1.0).json()[check.field]
             if busy:
                 pending[f"{name}_busy"] = busy
         pending.update(self._loop.run(self._pipeline_pending(), timeout=3))
+        if self.spec.queue.kind == "core":
+            pending.update(self._core_nats_pending())
         if not pending and self.spec.limits.stable_for > 0:
             pending.update(self._database_settling())
         return pending
@@ -370,7 +382,6 @@ class SqlTarget:
                 pending[name] = count
         queue = self.spec.queue
         if queue.kind != "jetstream":
-            pending.update(self._core_nats_pending())
             return pending
         if self._nats is None or not self._nats.is_connected:
             if self._nats is not None:

@@ -325,7 +325,28 @@ def _service(name: str, entry: _Table) -> ServiceSpec:
         ready_timeout=entry.number("ready_timeout", 0.0) or None,
     )
     entry.done()
+    _check_port_names(entry, spec)
     return spec
+
+
+def _check_port_names(entry: _Table, spec: ServiceSpec) -> None:
+    """``{ports[NAME]}`` only for a port the service declares in ``ports``."""
+    templates = {"command": list(spec.command or ()), "start": list(spec.start or ())}
+    templates["env"] = list(spec.env.values())
+    for key, check in (("ready", spec.ready), ("busy", spec.busy)):
+        if check is not None:
+            templates[key] = [check.url]
+    for key, texts in templates.items():
+        for text in texts:
+            for _, field, _, _ in string.Formatter().parse(text):
+                if field and field.startswith("ports[") and field.endswith("]"):
+                    name = field[len("ports[") : -1]
+                    if name not in spec.ports:
+                        entry.fail(
+                            key,
+                            f"{{{field}}}: the service declares no port {name!r}"
+                            f" (add it to ports = [...]; it has {list(spec.ports) or 'none'})",
+                        )
 
 
 def _check(entry: _Table, key: str, *, needs_field: bool = False) -> HttpCheck | None:
@@ -424,7 +445,7 @@ def _queue(top: _Table) -> QueueSpec:
     table = top.table("queue")
     if table is None:
         return QueueSpec(kind="core")
-    kind = table.text("kind")
+    kind = table.text("kind", "core")
     if kind not in ("jetstream", "core"):
         table.fail("kind", f"expected 'jetstream' or 'core', got {kind!r}")
     stream = table.text("stream", "")

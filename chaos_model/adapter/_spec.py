@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chaos_model.adapter._compose_section import ComposeSpec
+from chaos_model.errors import AdapterError
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MODEL_STAGES = ("received", "scored", "extracted", "failed")
@@ -95,7 +96,7 @@ class ObserveSpec:
 
 @dataclass(frozen=True)
 class QueueSpec:
-    kind: Literal["jetstream", "core"] = "jetstream"
+    kind: Literal["jetstream", "core"] = "core"
     stream: str = ""
     durable: str = ""
 
@@ -112,7 +113,7 @@ class Limits:
     recovery_bound: float = 15.0
     #: quiescence without a durable queue: the database must not change for this long
     stable_for: float = 0.0
-    #: seconds to wait before a crash point that may not fire is given up (and the LLM faults)
+    #: seconds an armed failpoint is given to fire before the final heal
     settle: float = 3.0
     #: seconds the target needs to give up on a permanently failing LLM
     give_up: float = 30.0
@@ -191,8 +192,15 @@ class TargetSpec:
         return infra + tuple(n for n, s in self.services.items() if fault in s.faults)
 
     def to_model_stage(self, value: str) -> str:
-        """The model's stage name for the target's stage ``value`` (unknown values kept)."""
-        return _reverse(self.stages).get(value, value)
+        """The model's stage name for the target's stage ``value``; a value ``[stages]`` does
+        not map is an adapter mistake (an invariant could not judge the row)."""
+        stage = _reverse(self.stages).get(value)
+        if stage is None:
+            raise AdapterError(
+                f"{self.source}: stages: the target stored the stage {value!r}, which [stages]"
+                f" does not map (it maps {', '.join(map(repr, self.stages.values()))})"
+            )
+        return stage
 
 
 def _reverse(stages: Mapping[str, str]) -> dict[str, str]:

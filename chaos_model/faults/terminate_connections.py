@@ -15,6 +15,7 @@ async def _terminate_all(dsn: str) -> int:
         count: int = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            " AND datname = current_database()"
         )
         return count
     finally:

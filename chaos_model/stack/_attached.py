@@ -45,15 +45,16 @@ from chaos_model.stack._attached_guardian import (
     AttachedGuardian,
     Launch,
 )
+from chaos_model.stack._attached_service import (
+    ContainerService,
+    NoFailpoints,
+    PidFileService,
+)
 from chaos_model.stack._base import Endpoints, Service
 
 HEAL_ROUNDS = 3
-#: seconds a service has to exit after SIGTERM before its tree is SIGKILLed
-STOP_GRACE_SECONDS = 10.0
-KILL_WAIT_SECONDS = 5.0
 #: seconds the running system has to answer when chaos-model attaches
 ATTACH_TIMEOUT = 5.0
-LOG_TAIL_LINES = 30
 STOPPING_FAULTS = ("kill", "stop")
 
 
@@ -61,11 +62,6 @@ async def _quiet_nats_error(error: Exception) -> None:
     """NATS paused or killed on purpose: nothing to print."""
 
 
-from chaos_model.stack._attached_service import (  # noqa: E402
-    ContainerService,
-    NoFailpoints,
-    PidFileService,
-)
 
 
 class AttachedStack:

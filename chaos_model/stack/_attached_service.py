@@ -23,18 +23,10 @@ from chaos_model.stack._attached_guardian import (
 )
 from chaos_model.stack._compose_service import ComposeService
 
-HEAL_ROUNDS = 3
 #: seconds a service has to exit after SIGTERM before its tree is SIGKILLed
 STOP_GRACE_SECONDS = 10.0
 KILL_WAIT_SECONDS = 5.0
-#: seconds the running system has to answer when chaos-model attaches
-ATTACH_TIMEOUT = 5.0
 LOG_TAIL_LINES = 30
-STOPPING_FAULTS = ("kill", "stop")
-
-
-async def _quiet_nats_error(error: Exception) -> None:
-    """NATS paused or killed on purpose: nothing to print."""
 
 
 if TYPE_CHECKING:
@@ -227,7 +219,8 @@ class PidFileService:
             nonlocal exited
             proc = self._process()
             if proc is None:
-                # A start command that daemonises exits 0 and its daemon writes the pid file.
+                # No process under the pid file yet: it is starting, unless the start command
+                # already failed (a start command runs in the foreground; see the module doc).
                 if self._popen is None or self._popen.poll() not in (None, 0):
                     exited = True
                     return True

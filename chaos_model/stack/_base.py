@@ -23,7 +23,6 @@ class Endpoints:
     api_url: str
     llm_url: str
     webhook_secret: str
-    worker_status_url: str = ""
     #: the fault proxy's control API, and the URLs clients outside the stack use (through it)
     proxy_url: str = ""
     dashboard_api_url: str = ""
@@ -40,7 +39,6 @@ class Endpoints:
             "nats_monitor_url": self.nats_monitor_url,
             "api_url": self.api_url,
             "llm_url": self.llm_url,
-            "worker_status_url": self.worker_status_url,
             "proxy_url": self.proxy_url,
             "dashboard_api_url": self.dashboard_api_url,
             "telegram_api_url": self.telegram_api_url,

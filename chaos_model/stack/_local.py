@@ -630,7 +630,14 @@ class LocalStack:
     def _service(
         self, name: str, process: ManagedProcess, probe: Callable[[], bool], awaited: str
     ) -> LocalService:
-        return LocalService(name, process, probe, awaited, on_start=self._record_pids)
+        return LocalService(
+            name,
+            process,
+            probe,
+            awaited,
+            self.target.limits.ready_timeout,
+            on_start=self._record_pids,
+        )
 
     def _llm_service(self, ports: dict[str, int]) -> LocalService:
         argv = [sys.executable, "-m", "chaos_model.llm_stub", "--port", str(ports["llm"])]

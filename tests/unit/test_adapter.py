@@ -142,6 +142,10 @@ BROKEN = [
     ({"invariants.skip": ["no_such_invariant"]}, "invariants.skip: unknown value(s)"),
     ({"stages.received": "x", "stages.scored": "x"}, "two model stages map to the same value"),
     ({"target.driver": "no_colon"}, "target.driver: expected 'module:Class'"),
+    (
+        {"services.web.ready": "http://127.0.0.1:{ports[status]}/ok"},
+        "services.web.ready: {ports[status]}: the service declares no port 'status'",
+    ),
     ({"attach.llm_url": "http://127.0.0.1:1"}, "attach.database_url: missing (required)"),
 ]
 
@@ -164,3 +168,10 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_adapter(_write(tmp_path, "[target\nname = 1"))
     with pytest.raises(AdapterError, match="target: expected a table"):
         load_adapter(_write(tmp_path, 'target = "pipeline"'))
+
+
+def test_a_stage_the_adapter_does_not_map_is_named(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[stages]\nreceived = "new"\n'
+    spec = load_adapter(_write(tmp_path, text))
+    with pytest.raises(AdapterError, match="the target stored the stage 'archived'"):
+        spec.to_model_stage("archived")

@@ -70,6 +70,12 @@ def _remote_control(tmp_path: Path) -> list[str]:
     ]
 
 
+def _steps_on(tmp_path: Path, target: str) -> str:
+    path = tmp_path / "steps.json"
+    path.write_text(json.dumps({"steps": [{"rule": "deliver", "args": {}}], "target": target}))
+    return str(path)
+
+
 def _steps(tmp_path: Path) -> Path:
     path = tmp_path / "steps.json"
     path.write_text(json.dumps({"steps": [{"rule": "read_back", "args": {}}]}))
@@ -131,6 +137,11 @@ USAGE_ERRORS: list[tuple[str, ArgvFactory, str]] = [
         "/nonexistent/steps.json: no such file",
     ),
     ("replay-bad-json", _bad_json, "not a chaos-model program"),
+    (
+        "replay-target-gone",
+        lambda p: ["replay", _steps_on(p, "/gone/chaos-target.toml")],
+        "it failed on /gone/chaos-target.toml, which is gone; pass --target FILE",
+    ),
 ]
 
 PARAMS = [pytest.param(argv, expected, id=name) for name, argv, expected in USAGE_ERRORS]

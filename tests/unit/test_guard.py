@@ -22,7 +22,7 @@ LOCAL = Endpoints(
     api_url="http://[::1]:8000",
     llm_url="http://127.0.0.2:9000",
     webhook_secret="s",
-    worker_status_url="http://127.0.0.1:9100/status",
+    busy_urls={"worker": "http://127.0.0.1:9100/status"},
 )
 
 
