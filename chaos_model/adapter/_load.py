@@ -331,22 +331,22 @@ def _service(name: str, entry: _Table) -> ServiceSpec:
 
 def _check_port_names(entry: _Table, spec: ServiceSpec) -> None:
     """``{ports[NAME]}`` only for a port the service declares in ``ports``."""
-    templates = {"command": list(spec.command or ()), "start": list(spec.start or ())}
-    templates["env"] = list(spec.env.values())
+    templates = [("command", arg) for arg in spec.command or ()]
+    templates += [("start", arg) for arg in spec.start or ()]
+    templates += [(f"env.{name}", value) for name, value in spec.env.items()]
     for key, check in (("ready", spec.ready), ("busy", spec.busy)):
         if check is not None:
-            templates[key] = [check.url]
-    for key, texts in templates.items():
-        for text in texts:
-            for _, field, _, _ in string.Formatter().parse(text):
-                if field and field.startswith("ports[") and field.endswith("]"):
-                    name = field[len("ports[") : -1]
-                    if name not in spec.ports:
-                        entry.fail(
-                            key,
-                            f"{{{field}}}: the service declares no port {name!r}"
-                            f" (add it to ports = [...]; it has {list(spec.ports) or 'none'})",
-                        )
+            templates.append((f"{key}.url", check.url))
+    for key, text in templates:
+        for _, field, _, _ in string.Formatter().parse(text):
+            if field and field.startswith("ports[") and field.endswith("]"):
+                name = field[len("ports[") : -1]
+                if name not in spec.ports:
+                    entry.fail(
+                        key,
+                        f"{{{field}}}: the service declares no port {name!r}"
+                        f" (add it to ports = [...]; it has {list(spec.ports) or 'none'})",
+                    )
 
 
 def _check(entry: _Table, key: str, *, needs_field: bool = False) -> HttpCheck | None:

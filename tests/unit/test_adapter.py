@@ -144,7 +144,7 @@ BROKEN = [
     ({"target.driver": "no_colon"}, "target.driver: expected 'module:Class'"),
     (
         {"services.web.ready": "http://127.0.0.1:{ports[status]}/ok"},
-        "services.web.ready: {ports[status]}: the service declares no port 'status'",
+        "services.web.ready.url: {ports[status]}: the service declares no port 'status'",
     ),
     ({"attach.llm_url": "http://127.0.0.1:1"}, "attach.database_url: missing (required)"),
 ]
