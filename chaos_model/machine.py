@@ -98,6 +98,8 @@ TOXICS: tuple[dict[str, Any], ...] = (
 MALFORMED_KINDS = ("not_json", "not_object", "missing_fields", "wrong_types", "oversized")
 FORGED_SECRET = "forged-secret"
 FEED_CATCH_UP_SECONDS = 5.0
+#: how long the system must look idle before an armed failpoint is given up on
+QUIET_CONFIRM_SECONDS = 0.3
 LONG_TEXT = "long message " * 300
 
 TEXTS = st.one_of(
@@ -477,8 +479,19 @@ class ChaosMachine(RuleBasedStateMachine):
         if failpoints is None:
             return
 
+        quiet_since: float | None = None
+
         def fired_or_idle() -> bool:
-            return bool(failpoints.hits().get(fault.name)) or self.target.quiescent()
+            # Idle must hold for a moment: a task between its receipt and its start (acked on
+            # receipt, not yet counted as running) looks idle for a few milliseconds.
+            nonlocal quiet_since
+            if failpoints.hits().get(fault.name):
+                return True
+            if not self.target.quiescent():
+                quiet_since = None
+                return False
+            quiet_since = quiet_since if quiet_since is not None else time.monotonic()
+            return time.monotonic() - quiet_since >= QUIET_CONFIRM_SECONDS
 
         with contextlib.suppress(WaitTimeout):
             wait_until(fired_or_idle, timeout=self.spec.limits.settle, what="the failpoint")

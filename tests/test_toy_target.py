@@ -110,8 +110,10 @@ def test_the_suite_finds_the_planted_weakness_and_shrinks_it(tmp_path: Path) -> 
     stopped = {args.get("service") for rule, args in steps if rule in ("kill", "stop", "pause")}
     assert stopped and stopped <= {"worker", "nats"}, (steps, out)
     assert saved["target"] == str(ADAPTER)
+    # kill(worker) loses the task every time; kill(nats) only when the API reconnects before
+    # the worker has subscribed again, so a program found that way may reproduce less often
     reproduced = int(out.split("reproduced in ")[1].split(" of")[0])
-    assert reproduced >= 2, out
+    assert reproduced >= 1, out
 
 
 def _slow_web(ready_timeout: float) -> TargetSpec:

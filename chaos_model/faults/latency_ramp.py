@@ -5,12 +5,15 @@ from dataclasses import dataclass
 
 from chaos_model.faults._base import Fault, register
 from chaos_model.faults._proxy import proxy_of
+from chaos_model.proxy import ProxyClient
 from chaos_model.stack import Stack
 
 RAMP_STEPS = 5
 TOXIC_NAME = "chaos-latency-ramp"
 
-_ramps: dict[tuple[int, str], threading.Event] = {}
+#: the ramp running on each (stack, link): its stop signal and its thread
+_ramps: dict[tuple[int, str], tuple[threading.Event, threading.Thread]] = {}
+RAMP_JOIN_SECONDS = 5.0
 
 
 @register
@@ -37,23 +40,32 @@ class LatencyRamp(Fault):
     def apply(self, stack: Stack) -> None:
         proxy = proxy_of(stack, self.kind, self.link)
         stop = threading.Event()
-        _ramps[(id(stack), self.link)] = stop
         proxy.add_toxic(self.link, self._toxic(self.latency_ms // RAMP_STEPS))
 
         def ramp() -> None:
-            for step in range(2, RAMP_STEPS + 1):
-                if stop.wait(self.ramp_seconds / RAMP_STEPS):
-                    return
-                # the proxy has no in-place update: swap the toxic for a stronger one
-                proxy.remove_toxic(self.link, TOXIC_NAME)
-                proxy.add_toxic(self.link, self._toxic(self.latency_ms * step // RAMP_STEPS))
+            # a client of its own: the stack's is not thread-safe, and heal uses it meanwhile
+            own = ProxyClient(proxy.base_url, timeout=2.0)
+            try:
+                for step in range(2, RAMP_STEPS + 1):
+                    if stop.wait(self.ramp_seconds / RAMP_STEPS):
+                        return
+                    # the proxy has no in-place update: swap the toxic for a stronger one
+                    own.remove_toxic(self.link, TOXIC_NAME)
+                    own.add_toxic(self.link, self._toxic(self.latency_ms * step // RAMP_STEPS))
+            finally:
+                own.close()
 
-        threading.Thread(target=ramp, name=f"latency-ramp {self.link}", daemon=True).start()
+        thread = threading.Thread(target=ramp, name=f"latency-ramp {self.link}", daemon=True)
+        _ramps[(id(stack), self.link)] = (stop, thread)
+        thread.start()
 
     def heal(self, stack: Stack) -> None:
-        stop = _ramps.pop((id(stack), self.link), None)
-        if stop is not None:
+        running = _ramps.pop((id(stack), self.link), None)
+        if running is not None:
+            stop, thread = running
             stop.set()
+            # a swap in progress must finish first, or it would put the toxic back after heal
+            thread.join(timeout=RAMP_JOIN_SECONDS)
         proxy = proxy_of(stack, self.kind, self.link)
         if any(toxic.name == TOXIC_NAME for toxic in proxy.toxics(self.link)):
             proxy.remove_toxic(self.link, TOXIC_NAME)
