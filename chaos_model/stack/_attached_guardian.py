@@ -34,7 +34,12 @@ from typing import Any
 import psutil
 
 from chaos_model._wait import wait_until
-from chaos_model.stack._guardian import KILL_WAIT_SECONDS, POLL_SECONDS, _owner_alive, _read_state
+from chaos_model.stack._guardian import (
+    POLL_SECONDS,
+    _owner_alive,
+    _read_state,
+    dismiss,
+)
 
 STATE_FILE = "attached-guardian.json"
 #: a process created this long after its pid file was written is not the one the file names
@@ -319,15 +324,7 @@ class AttachedGuardian:
 
     def close(self) -> None:
         """Dismiss the guardian: the runner healed by itself."""
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        dismiss(self.process, self.state_path)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ from typing import Any
 
 from chaos_model._wait import wait_until
 from chaos_model.stack._guardian import (
-    KILL_WAIT_SECONDS,
     POLL_SECONDS,
     _owner_alive,
     _read_state,
+    dismiss,
     kill_recorded,
 )
 
@@ -149,15 +149,7 @@ class ComposeGuardian:
         tmp.replace(self.state_path)
 
     def close(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        dismiss(self.process, self.state_path)
 
 
 if __name__ == "__main__":

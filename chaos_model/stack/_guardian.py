@@ -170,15 +170,20 @@ class Guardian:
 
     def close(self) -> None:
         """Dismiss the guardian: the stack was stopped properly."""
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        dismiss(self.process, self.state_path)
+
+
+def dismiss(process: subprocess.Popen[bytes], state_path: Path) -> None:
+    """Tell a guardian its owner stopped properly (its state file goes) and end it."""
+    with contextlib.suppress(FileNotFoundError):
+        state_path.unlink()
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=KILL_WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 if __name__ == "__main__":
