@@ -10,7 +10,6 @@ program can be saved and replayed outside Hypothesis.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import sys
 import time
@@ -56,7 +55,8 @@ from chaos_model.invariants import (
 from chaos_model.observe import Snapshot
 from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
-from chaos_model.target import driver_class, make_target, telegram_update
+from chaos_model.target import driver_class, make_target
+from chaos_model.telegram import BotApi, run_chat_id
 
 LLM_MODES = ("rate_limit", "error", "slow", "hang", "malformed")
 FEEDS = ("dashboard-a", "dashboard-b")
@@ -108,7 +108,10 @@ TEXTS = st.one_of(
     st.sampled_from(["привет, мир", "日本語のテキスト", "emoji 🎉 party", LONG_TEXT]),
 )
 
-_update_ids = itertools.count(int(time.time() * 1000) % 10**12 * 1000)
+#: the bot whose updates every example sends: ids keep growing across examples, as a bot's do
+BOT = BotApi()
+#: the private chat the recovery probe writes in, apart from the chats of the program
+PROBE_CHAT = 511_000_999
 
 
 class SafetyViolation(AssertionError):
@@ -223,8 +226,8 @@ class ChaosMachine(RuleBasedStateMachine):
     @rule(target=updates, chat=st.integers(min_value=0, max_value=2), text=TEXTS)
     def deliver(self, chat: int, text: str) -> int:
         self._record("deliver", chat=chat, text=text)
-        update_id = next(_update_ids)
-        update = telegram_update(update_id, 1000 + chat % self.config.chats, text)
+        update = BOT.message(run_chat_id(chat % self.config.chats), text)
+        update_id: int = update["update_id"]
         self.bodies[update_id] = update
         self.model.sent[update_id] = chat
         self.delivered.append(update_id)
@@ -239,9 +242,9 @@ class ChaosMachine(RuleBasedStateMachine):
     @rule(text=TEXTS)
     def forged(self, text: str) -> None:
         self._record("forged", text=text)
-        update_id = next(_update_ids)
-        self.model.rejected.add(update_id)
-        body = json.dumps(telegram_update(update_id, 1000, text)).encode()
+        update = BOT.message(run_chat_id(0), text)
+        self.model.rejected.add(update["update_id"])
+        body = json.dumps(update).encode()
         result = self.target.send_direct(body, FORGED_SECRET, "attacker", "forged")
         if result.status is not None and 200 <= result.status < 300:
             self._violate("forged_update_rejected", f"accepted with HTTP {result.status}")
@@ -249,15 +252,15 @@ class ChaosMachine(RuleBasedStateMachine):
     @rule(kind=st.sampled_from(MALFORMED_KINDS))
     def malformed(self, kind: str) -> None:
         self._record("malformed", kind=kind)
-        update_id = next(_update_ids)
-        body = self._malformed_body(kind, update_id)
+        body = self._malformed_body(kind)
         result = self.target.send_direct(body, self.stack.endpoints.webhook_secret, "client", kind)
         if result.status is not None and not 400 <= result.status < 500 and result.status != 503:
             self._violate("malformed_body_rejected", f"{kind} body answered HTTP {result.status}")
 
-    def _malformed_body(self, kind: str, update_id: int) -> bytes:
+    def _malformed_body(self, kind: str) -> bytes:
+        valid = BOT.message(run_chat_id(0), "malformed")
+        update_id: int = valid["update_id"]
         self.model.rejected.add(update_id)
-        valid = telegram_update(update_id, 1000, "malformed")
         if kind == "not_json":
             return b"\xff{update_id: " + str(update_id).encode()
         if kind == "not_object":
@@ -592,9 +595,10 @@ class ChaosMachine(RuleBasedStateMachine):
 
     def _recovery_probe(self) -> float | None:
         """Send one fresh update; return the seconds it took to reach ``extracted``."""
-        update_id = next(_update_ids)
+        update = BOT.message(PROBE_CHAT, "recovery probe")
+        update_id: int = update["update_id"]
         began = time.monotonic()
-        self.target.deliver(telegram_update(update_id, 999, "recovery probe"))
+        self.target.deliver(update)
 
         def extracted() -> bool:
             snapshot = self.target.snapshot(timeout=1.0)
@@ -613,7 +617,7 @@ class ChaosMachine(RuleBasedStateMachine):
         except WaitTimeout:
             return None
         finally:
-            self.model.sent[update_id] = 999
+            self.model.sent[update_id] = PROBE_CHAT
         return time.monotonic() - began
 
 

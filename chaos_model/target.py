@@ -43,19 +43,6 @@ async def _quiet(error: Exception) -> None:
     """nats-py prints every connection error; the model observes NATS going away on purpose."""
 
 
-def telegram_update(update_id: int, chat_id: int, text: str) -> dict[str, Any]:
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": 1_700_000_000 + update_id,
-            "chat": {"id": chat_id, "type": "private"},
-            "from": {"id": chat_id, "is_bot": False, "first_name": f"user{chat_id}"},
-            "text": text,
-        },
-    }
-
-
 class _Feed:
     """A dashboard WebSocket client that records every event and can resume after a drop."""
 

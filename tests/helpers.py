@@ -24,6 +24,7 @@ import websockets
 from chaos_model._wait import wait_until
 from chaos_model.llm_stub import expected_knowledge, expected_score
 from chaos_model.stack import LocalStack
+from chaos_model.telegram import message_update
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_PATH = "/api/v1/telegram/webhook"
@@ -52,18 +53,8 @@ def make_update(
 ) -> dict[str, Any]:
     """A valid Telegram ``Update`` carrying a text ``message``."""
     uid = next_update_id() if update_id is None else update_id
-    return {
-        "update_id": uid,
-        "message": {
-            "message_id": uid if message_id is None else message_id,
-            "date": 1_700_000_000 + uid,
-            "chat": {"id": chat_id, "type": "private"},
-            "from": {"id": chat_id, "is_bot": False, "first_name": "Tester"},
-            "text": f"update {uid} in chat {chat_id}: the quick brown fox"
-            if text is None
-            else text,
-        },
-    }
+    body = f"update {uid} in chat {chat_id}: the quick brown fox" if text is None else text
+    return message_update(uid, chat_id, body, message_id=uid if message_id is None else message_id)
 
 
 def webhook_headers(stack: LocalStack, secret: str | None = None) -> dict[str, str]:

@@ -21,7 +21,8 @@ from chaos_model.adapter import AttachSpec, HttpCheck, load_adapter
 from chaos_model.guard import ensure_injectable
 from chaos_model.history import History
 from chaos_model.stack import AttachedStack, ComposeStack
-from chaos_model.target import make_target, telegram_update
+from chaos_model.target import make_target
+from chaos_model.telegram import message_update
 
 pytestmark = [
     pytest.mark.slow,
@@ -83,7 +84,7 @@ def test_a_labelled_project_is_a_test_environment_and_its_worker_restarts(
         assert worker.is_running()
         target = make_target(attached, History())
         try:
-            target.deliver(telegram_update(5151, 1002, "attached to compose"))
+            target.deliver(message_update(5151, 1002, "attached to compose"))
 
             def extracted() -> bool:
                 rows = target.snapshot(timeout=2.0).messages

@@ -26,8 +26,7 @@ import pytest
 
 from chaos_model._wait import wait_until
 from chaos_model.faults import ArmFailpoint, Fault, KillService, PauseService
-from chaos_model.target import telegram_update
-from chaos_model.telegram import SECRET_HEADER
+from chaos_model.telegram import SECRET_HEADER, message_update
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +124,7 @@ class Owner:
 
         wait_until(ready, timeout=left(), what="/health/ready to be 200")
         update_id = next(_update_ids)
-        update = telegram_update(update_id, 4242, f"dead-man check {update_id}")
+        update = message_update(update_id, 4242, f"dead-man check {update_id}")
         headers = {SECRET_HEADER: self.endpoints["webhook_secret"]}
 
         def accepted() -> bool:

@@ -33,7 +33,7 @@ from chaos_model.faults import (
 from chaos_model.guard import ensure_injectable, is_loopback
 from chaos_model.stack import ComposeStack, LocalStack, Service, Stack
 from chaos_model.stack._docker import docker_available
-from chaos_model.telegram import SECRET_HEADER
+from chaos_model.telegram import SECRET_HEADER, message_update
 
 SERVICE_ORDER = ("proxy", "postgres", "nats", "llm", "api", "worker")
 
@@ -74,17 +74,7 @@ def stack(backend: AnyStack) -> Iterator[AnyStack]:
 
 # ---------------------------------------------------------------------------- helpers
 def update(text: str = "the quick brown fox") -> dict[str, Any]:
-    uid = next(_update_ids)
-    return {
-        "update_id": uid,
-        "message": {
-            "message_id": uid,
-            "date": 1_700_000_000,
-            "chat": {"id": 42, "type": "private"},
-            "from": {"id": 42, "is_bot": False, "first_name": "Tester"},
-            "text": text,
-        },
-    }
+    return message_update(next(_update_ids), 42, text)
 
 
 def deliver(stack: Stack, body: dict[str, Any]) -> None:

@@ -22,7 +22,8 @@ from chaos_model.adapter import TargetSpec, load_adapter
 from chaos_model.errors import ServiceNotReady
 from chaos_model.history import History
 from chaos_model.stack import LocalStack
-from chaos_model.target import make_target, telegram_update
+from chaos_model.target import make_target
+from chaos_model.telegram import message_update
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def test_an_update_goes_through_the_toy_and_is_read_back_by_chat_and_message(
     toy.reset()
     target = make_target(toy, History())
     try:
-        update = telegram_update(4242, 1001, "hello toy")
+        update = message_update(4242, 1001, "hello toy")
         target.deliver(update)
 
         def done() -> bool:

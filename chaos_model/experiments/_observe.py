@@ -15,13 +15,14 @@ import asyncpg
 
 from chaos_model.experiments._model import BadExperiment
 from chaos_model.history import History
+from chaos_model.machine import PROBE_CHAT
 from chaos_model.observe import Snapshot
 
 if TYPE_CHECKING:
     from chaos_model.machine import ChaosMachine
     from chaos_model.stack import Stack
 
-RECOVERY_PROBE_CHAT = 999
+RECOVERY_PROBE_CHAT = PROBE_CHAT
 
 
 def webhook_outcome(op: dict[str, Any]) -> str:

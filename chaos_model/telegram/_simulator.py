@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from chaos_model.history import History
+from chaos_model.telegram._updates import chat_id_of
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -36,8 +37,7 @@ class Delivery:
 
     @property
     def chat_id(self) -> int:
-        value: int = self.update["message"]["chat"]["id"]
-        return value
+        return chat_id_of(self.update)
 
 
 @dataclass
