@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from chaos_model.adapter import TargetSpec
     from chaos_model.config import ChaosConfig
+    from chaos_model.lease import RemoteStack
     from chaos_model.runner import RunReport
-    from chaos_model.stack import AttachedStack, ComposeStack, LocalStack, RemoteStack
+    from chaos_model.stack import AttachedStack, ComposeStack, LocalStack
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_STACK = 0, 1, 2, 3
 
@@ -325,7 +326,7 @@ def _open_stack(
         return stack
     from chaos_model.errors import StackError
     from chaos_model.guard import ensure_injectable
-    from chaos_model.stack import RemoteStack
+    from chaos_model.lease import RemoteStack
 
     if args.bug:
         raise UsageError(
@@ -410,9 +411,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_STACK
     with stack:
         _check_config(config, stack.target)
-        report = run(
-            stack, config, log_dirs=stack.log_paths(), capture_passing=args.report_passing
-        )
+        report = run(stack, config, log_dirs=stack.log_paths(), capture_passing=args.report_passing)
     print_report(report, sys.stdout, bugs=args.bug or ())
     _write_report(report, args, stack.target)
     return EXIT_VIOLATION if report.failed else EXIT_OK
@@ -481,7 +480,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _stack_up(args: argparse.Namespace) -> int:
     import logging
 
-    from chaos_model.stack._owner import StackOwner
+    from chaos_model.lease import StackOwner
 
     # The owner's own NATS client reports every NATS kill as an error: not the owner's news.
     logging.getLogger("nats").setLevel(logging.CRITICAL)

@@ -4,7 +4,7 @@
 ``replay.replay``, the pytest plugin's ``chaos_machine``). It passes only when
 
 * the stack was started by chaos-model (a :class:`~chaos_model.stack.LocalStack`, or a
-  :class:`~chaos_model.stack.RemoteStack` whose descriptor says ``"started_by":
+  :class:`~chaos_model.lease.RemoteStack` whose descriptor says ``"started_by":
   "chaos-model"``), or ``CHAOS_MODEL_TEST_ENVIRONMENT=1`` marks an externally managed stack as a
   test environment, or the stack says it is one (``test_environment``: a compose project whose
   containers all carry the ``com.chaos-model.test-environment`` label); and

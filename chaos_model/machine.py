@@ -640,9 +640,7 @@ def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[Chaos
         "__module__": __name__,
     }
     links = getattr(stack, "links", None)
-    namespace.update(
-        target_rules(spec, config, services=set(stack.services), links=links)
-    )
+    namespace.update(target_rules(spec, config, services=set(stack.services), links=links))
     return type("ChaosMachine", (ChaosMachine,), namespace)
 
 

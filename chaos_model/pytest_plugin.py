@@ -91,14 +91,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _reserve_port_band(worker: str, workers: int) -> None:
     """Let this xdist worker's stacks take ports only from its own slice of the range."""
-    from chaos_model.stack import _local
+    from chaos_model.stack import _ports
 
-    low, _ = _local._ephemeral_range()
-    floor = _local.PORT_FLOOR
+    low, _ = _ports.ephemeral_range()
+    floor = _ports.PORT_FLOOR
     span = max(1, (low - floor) // max(1, workers))
     index = int(worker.removeprefix("gw") or 0) % max(1, workers)
     start = floor + index * span
-    _local._handed_out.update(
+    _ports.handed_out.update(
         port for port in range(floor, max(low, floor + 1001)) if not start <= port < start + span
     )
 

@@ -36,8 +36,8 @@ from chaos_model.errors import AdapterError, StackError, UnsafeTarget
 from chaos_model.guard import ENV_VAR, ensure_injectable
 from chaos_model.runner import run
 from chaos_model.stack import AttachedStack, LocalStack
-from chaos_model.stack._attached_guardian import named_process
-from chaos_model.stack._local import free_port
+from chaos_model.stack._ports import free_port
+from chaos_model.stack._process import named_process
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "chaos-target.toml"
@@ -471,7 +471,7 @@ def test_guardian_heals_after_the_runner_is_sigkilled(system: System) -> None:
             what="the guardian to start the API again",
         )
         wait_until(
-            lambda: not (stack_dir / "attached-guardian.json").exists(),
+            lambda: not (stack_dir / "guardian.json").exists(),
             timeout=30,
             what="the guardian to finish",
         )

@@ -309,13 +309,13 @@ def test_compose_services_are_checked_against_the_adapters(
 
 def test_a_missing_compose_file_is_named(tmp_path: Path) -> None:
     target = parse_adapter(with_compose(file="nowhere.yml"), tmp_path / "chaos-target.toml")
-    with pytest.raises(StackError, match=r"compose\.file: .*nowhere\.yml does not exist"):
+    with pytest.raises(AdapterError, match=r"compose\.file: .*nowhere\.yml does not exist"):
         ComposeStack(target)
 
 
 def test_a_missing_source_path_is_named() -> None:
     target = parse_adapter(with_compose(source=["chaos_model", "nope"]), REFERENCE_FILE)
-    with pytest.raises(StackError, match=r"compose\.source: .*nope does not exist"):
+    with pytest.raises(AdapterError, match=r"compose\.source: .*nope does not exist"):
         ComposeStack(target)
 
 
@@ -323,5 +323,5 @@ def test_two_ports_passed_as_one_variable_are_refused() -> None:
     data = reference_data()
     data["services"]["api"]["ports"] = ["status"]
     data["services"]["api_status"] = {"command": ["true"]}
-    with pytest.raises(StackError, match="CHAOS_API_STATUS_PORT"):
+    with pytest.raises(AdapterError, match="CHAOS_API_STATUS_PORT"):
         ComposeStack(parse_adapter(data, REFERENCE_FILE))

@@ -36,7 +36,7 @@ WEBHOOK_PATH = "/api/v1/telegram/webhook"
 RUNNER = """
 import json, sys, threading
 from chaos_model.faults import fault_from_json
-from chaos_model.stack import RemoteStack
+from chaos_model.lease import RemoteStack
 
 stack = RemoteStack.from_state_file(sys.argv[1])
 stack.start_heartbeat()

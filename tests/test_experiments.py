@@ -13,9 +13,9 @@ import pytest
 from chaos_model.cli import main
 from chaos_model.config import ChaosConfig
 from chaos_model.experiments import Experiment, find, run_experiment
+from chaos_model.lease import StackOwner
 from chaos_model.replay import replay
 from chaos_model.stack import LocalStack
-from chaos_model.stack._owner import StackOwner
 from pipeline_app.chaos_experiments import BUILT_IN
 
 pytestmark = pytest.mark.slow

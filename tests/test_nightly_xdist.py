@@ -12,13 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 BAND = """
 from chaos_model.pytest_plugin import _reserve_port_band
-from chaos_model.stack import _local
+from chaos_model.stack import _ports
 
-low, _ = _local._ephemeral_range()
-span = (low - _local.PORT_FLOOR) // {workers}
+low, _ = _ports.ephemeral_range()
+span = (low - _ports.PORT_FLOOR) // {workers}
 _reserve_port_band("gw{index}", {workers})
-start = _local.PORT_FLOOR + {index} * span
-ports = [_local.free_port() for _ in range(40)]
+start = _ports.PORT_FLOOR + {index} * span
+ports = [_ports.free_port() for _ in range(40)]
 assert all(start <= port < start + span for port in ports), (start, span, ports)
 print(len(set(ports)))
 """

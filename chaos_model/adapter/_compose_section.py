@@ -106,11 +106,19 @@ class ComposeSpec:
 
     def check(self, target: TargetSpec) -> None:
         """Reject what only makes sense against the rest of the adapter (a compose-only
-        service named like one of [services], one that fronts an unknown service)."""
+        service named like one of [services], one that fronts an unknown service, a file that
+        is not there)."""
         from chaos_model.errors import AdapterError
 
         def fail(key: str, problem: str) -> None:
             raise AdapterError(f"{target.source}: compose.services.{key}: {problem}")
+
+        for key, path in [("file", self.file), *(("source", path) for path in self.source)]:
+            if not (target.root / path).exists() or (key == "file" and path == ""):
+                raise AdapterError(
+                    f"{target.source}: compose.{key}: {target.root / path} does not exist"
+                )
+        self.port_variables(target)
 
         fronted: dict[str, str] = {}
         for name, spec in self.services.items():
@@ -130,6 +138,33 @@ class ComposeSpec:
             if spec.fronts in fronted:
                 fail(f"{name}.fronts", f"{fronted[spec.fronts]} fronts {spec.fronts!r} already")
             fronted[spec.fronts] = name
+
+    def port_variables(self, target: TargetSpec) -> dict[str, str]:
+        """Each port a compose stack hands out (infrastructure, services, links) -> the compose
+        variable carrying it; two that would share a variable are refused."""
+        from chaos_model.errors import AdapterError
+
+        extras = {name: spec.ports for name, spec in target.services.items()}
+        extras.update({name: spec.ports for name, spec in self.services.items()})
+        variables = {
+            "postgres": port_variable("postgres"),
+            "nats": port_variable("nats"),
+            "nats_monitor": port_variable("nats", "monitor"),
+            "llm": port_variable("llm"),
+        }
+        for name, ports in extras.items():
+            variables[name] = port_variable(name)
+            variables.update({f"{name}.{extra}": port_variable(name, extra) for extra in ports})
+        variables.update({link: link_variable(link) for link in target.links()})
+        seen: dict[str, str] = {}
+        for key, variable in variables.items():
+            if variable in seen:
+                raise AdapterError(
+                    f"{target.source}: the ports {seen[variable]} and {key} would both be"
+                    f" given to compose as {variable}: rename a service or a port"
+                )
+            seen[variable] = key
+        return variables
 
 
 def parse_compose(table: _Table) -> ComposeSpec:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from chaos_model.adapter._spec import HttpCheck, ServiceSpec, TargetSpec
+from chaos_model.adapter._spec import HttpCheck
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,6 @@ class Placeholders:
             from chaos_model.errors import AdapterError
 
             raise AdapterError(f"placeholder {error} in {template!r} has no value here") from None
-
-
-def service_env(
-    target: TargetSpec, service: ServiceSpec | None, values: Placeholders
-) -> dict[str, str]:
-    """The environment the adapter gives ``service`` (the migration's when None)."""
-    env = {key: values.render(value) for key, value in target.env.items()}
-    if service is not None:
-        env.update({key: values.render(value) for key, value in service.env.items()})
-    return env
 
 
 def check_passes(client: httpx.Client, url: str, check: HttpCheck, pid: int | None) -> bool:

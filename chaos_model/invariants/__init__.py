@@ -40,6 +40,7 @@ def applicable(spec: TargetSpec) -> tuple[tuple[Invariant, ...], tuple[Invariant
 
     return tuple(filter(keep, SAFETY)), tuple(filter(keep, LIVENESS))
 
+
 __all__ = [
     "ALL",
     "LIVENESS",

@@ -5,7 +5,6 @@ from chaos_model.stack._base import Endpoints, Service, Stack
 from chaos_model.stack._compose import ComposeStack
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._local import LocalService, LocalStack
-from chaos_model.stack._remote import RemoteService, RemoteStack
 
 __all__ = [
     "AttachedStack",
@@ -14,8 +13,6 @@ __all__ = [
     "Endpoints",
     "LocalService",
     "LocalStack",
-    "RemoteService",
-    "RemoteStack",
     "Service",
     "Stack",
 ]

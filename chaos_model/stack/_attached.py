@@ -11,60 +11,48 @@ Compose project (PostgreSQL and NATS too) are controlled through the docker SDK 
 There is no fault proxy in front of an attached system, so it has no network or partition
 faults, and chaos-model does not reconfigure its PostgreSQL (no ``refuse_connections``).
 Stopping the stack heals every fault but never stops the user's processes; a small guardian
-(:mod:`chaos_model.stack._attached_guardian`) heals what a runner killed mid-fault leaves behind.
+(:mod:`chaos_model.stack._guardian`) heals what a runner killed mid-fault leaves behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import shutil
 import socket
-import string
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
-import nats
-from nats.aio.client import Client as NatsClient
 
-from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
-from chaos_model.adapter import AttachSpec, HttpCheck, ServiceSpec, TargetSpec
-from chaos_model.adapter._render import Placeholders, check_passes
-from chaos_model.errors import AdapterError, ServiceNotReady, StackError, UnsupportedFault
+from chaos_model.adapter import AttachSpec, ServiceSpec, TargetSpec
+from chaos_model.adapter._attach_section import (
+    attached_path,
+    check_attach,
+    check_restartable,
+    render_attached,
+)
+from chaos_model.errors import StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
-from chaos_model.stack._attached_guardian import (
-    AttachedGuardian,
-    Launch,
-)
-from chaos_model.stack._attached_service import (
-    ContainerService,
-    NoFailpoints,
-    PidFileService,
-)
-from chaos_model.stack._base import Endpoints, Service
+from chaos_model.stack._attached_service import NoFailpoints, PidFileService, guardian_entry
+from chaos_model.stack._base import Endpoints, Service, target_endpoints
+from chaos_model.stack._compose_service import ComposeService
+from chaos_model.stack._guardian import Guardian
+from chaos_model.stack._launch import Launch, service_launch
+from chaos_model.stack._lifecycle import StackLifecycle
+from chaos_model.stack._service import http_probe
+from chaos_model.stack._stores import StoreClients
 
-HEAL_ROUNDS = 3
 #: seconds the running system has to answer when chaos-model attaches
 ATTACH_TIMEOUT = 5.0
-STOPPING_FAULTS = ("kill", "stop")
 
 
-async def _quiet_nats_error(error: Exception) -> None:
-    """NATS paused or killed on purpose: nothing to print."""
-
-
-
-
-class AttachedStack:
+class AttachedStack(StackLifecycle):
     """A running system the adapter's ``[attach]`` section describes. Use as a context manager.
 
     ``test_environment`` declares the system a test environment chaos may touch (as the
@@ -76,10 +64,8 @@ class AttachedStack:
     started_by: str | None = None
 
     def __init__(self, target: TargetSpec, *, test_environment: bool = False) -> None:
-        if target.attach is None:
-            raise AdapterError(
-                f"{target.source}: [attach]: missing: attaching needs the running system's URLs"
-            )
+        check_attach(target)
+        assert target.attach is not None
         self.target = target
         self.attach: AttachSpec = target.attach
         self.test_environment = bool(
@@ -93,29 +79,19 @@ class AttachedStack:
             {"refuse_connections", "partition", "network"}
             | (set() if self.attach.failpoints_file else {"failpoint"})
         )
-        self.dir = Path()
-        self._started = False
-        self._control: ControlLoop | None = None
-        self._http: httpx.Client | None = None
-        self._pg_conn: asyncpg.Connection | None = None
-        self._nats: NatsClient | None = None
-        self._guardian: AttachedGuardian | None = None
+        self._stores: StoreClients | None = None
+        self._guardian: Guardian | None = None
         self._docker: Any = None
         self._started_any = False
-        self._check_attach()
         self._endpoints = self._make_endpoints()
         self._services: dict[str, Service] = {}
         for name, spec in target.services.items():
             if spec.pid_file:
                 self._services[name] = self._pid_service(name, spec)
         if not self.attach.compose_project:
-            self._check_restartable()
+            check_restartable(target)
 
     # ----------------------------------------------------------------- public surface
-    @property
-    def endpoints(self) -> Endpoints:
-        return self._endpoints
-
     @property
     def services(self) -> Mapping[str, Service]:
         return self._services
@@ -130,10 +106,6 @@ class AttachedStack:
             )
         return FailpointFile(self._path(self.attach.failpoints_file))
 
-    @property
-    def log_dir(self) -> Path:
-        return self.dir / "logs"
-
     def log_paths(self) -> dict[str, Path]:
         """The logs of the processes chaos-model starts (after a kill), by service."""
         return {
@@ -142,106 +114,6 @@ class AttachedStack:
             if isinstance(service, PidFileService) and service.can_start
         }
 
-    def __enter__(self) -> AttachedStack:
-        if not self._started:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Attach: check that the system answers, and start the guardian."""
-        if self._started:
-            raise StackError("this AttachedStack is already started")
-        self._started = True
-        try:
-            self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-attached-"))
-            self.log_dir.mkdir()
-            self._control = ControlLoop()
-            self._http = httpx.Client(timeout=2.0)
-            self._check_database()
-            self._check_http(
-                f"the webhook's service {self.target.webhook.service}", self.endpoints.api_url
-            )
-            self._check_http("the LLM stub's control API", f"{self.attach.llm_url}/control/stats")
-            if self.target.queue.kind == "jetstream":
-                self._check_nats()
-            if self.attach.compose_project:
-                self._attach_containers()
-                self._check_restartable()
-            self._check_pid_files()
-            failpoints = self.attach.failpoints_file
-            self._guardian = AttachedGuardian(
-                self.dir,
-                llm_url=self.attach.llm_url,
-                failpoints_file=str(self._path(failpoints)) if failpoints else "",
-            )
-        except BaseException:
-            self._close()
-            raise
-
-    def heal(self) -> list[str]:
-        """Undo every fault: disarm failpoints, clear the LLM fault, resume what is paused,
-        start what is not running; wait until every service is ready."""
-        self._require_started()
-        healed: list[str] = []
-        if self.attach.failpoints_file:
-            with contextlib.suppress(OSError, ValueError):
-                armed = json.loads(self.failpoints.path.read_text() or "{}").get("armed") or {}
-                healed += [f"disarmed failpoint {name}" for name in sorted(armed)]
-            self.failpoints.disarm_all()
-        for name, service in self._services.items():
-            if service.is_paused():
-                service.resume()
-                healed.append(f"resumed {name}")
-        if self._llm_fault_active():
-            healed.append("cleared LLM fault")
-        self._llm("DELETE", "/control/fault")
-        # A process may still be on its way down when heal starts (a failpoint that just fired):
-        # start what is not running, wait, and go round again if something exited meanwhile.
-        for round_ in range(HEAL_ROUNDS):
-            healed += self._start_stopped()
-            try:
-                for service in self._services.values():
-                    service.wait_ready()
-                return healed
-            except ServiceNotReady:
-                exited = any(not s.is_running() for s in self._services.values())
-                if not exited or round_ == HEAL_ROUNDS - 1:
-                    raise
-        return healed
-
-    def reset(self) -> float:
-        """Heal, then empty the stores and the LLM stub's counters; return the seconds taken."""
-        self._require_started()
-        began = time.monotonic()
-        self.heal()
-        if self.attach.failpoints_file:
-            self.failpoints.clear()
-        self._llm("POST", "/control/reset")
-        self._run(self._reset_stores(), timeout=15)
-        return time.monotonic() - began
-
-    def restart_app(self) -> None:
-        """Restart the target's own services that chaos-model can start: a fresh start."""
-        names = [
-            name
-            for name, service in self._services.items()
-            if name in self.target.services and getattr(service, "can_start", False)
-        ]
-        for name in names:
-            self._services[name].kill()
-        for name in names:
-            self._services[name].start()
-        for name in names:
-            self._services[name].wait_ready()
-
     def refuse_new_db_connections(self, refuse: bool) -> None:
         raise UnsupportedFault(
             "refuse_connections",
@@ -249,10 +121,40 @@ class AttachedStack:
             "chaos-model does not reconfigure the PostgreSQL of a system it did not start",
         )
 
-    def stop(self) -> None:
+    # ----------------------------------------------------------------- the lifecycle's hooks
+    def _start(self) -> None:
+        """Attach: check that the system answers, and start the guardian."""
+        self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-attached-"))
+        self.log_dir.mkdir()
+        self._http = httpx.Client(timeout=2.0)
+        self._stores = StoreClients(
+            self.attach.database_url,
+            self.attach.nats_url,
+            reset_sql=self.target.reset_sql,
+            stream=self.target.queue.stream if self.target.queue.kind == "jetstream" else "",
+        )
+        self._check_answers()
+        if self.attach.compose_project:
+            self._attach_containers()
+            containers = [n for n, s in self._services.items() if isinstance(s, ComposeService)]
+            check_restartable(self.target, containers)
+        self._check_pid_files()
+        failpoints = self.attach.failpoints_file
+        state = {
+            "llm_url": self.attach.llm_url,
+            "failpoints_file": str(self._path(failpoints)) if failpoints else "",
+            "services": {
+                name: guardian_entry(service)
+                for name, service in self._services.items()
+                if isinstance(service, PidFileService | ComposeService)
+            },
+        }
+        self._guardian = Guardian(self.dir, "attached", state, remove_dir=False)
+
+    def _stop(self) -> None:
         """Heal every fault and let go of the system; its processes keep running."""
         try:
-            if self._started and self._http is not None:
+            if self._started and self._http is not None and self._guardian is not None:
                 try:
                     self.heal()
                 except Exception as error:  # noqa: BLE001 - let go of the system anyway
@@ -264,130 +166,38 @@ class AttachedStack:
         finally:
             self._close()
 
+    def _failpoint_file(self) -> FailpointFile | None:
+        return self.failpoints if self.attach.failpoints_file else None
+
+    def _reset_stores(self) -> None:
+        assert self._stores is not None
+        self._stores.reset()
+
+    def _app_services(self) -> Iterable[str]:
+        return [
+            name
+            for name, service in self._services.items()
+            if name in self.target.services
+            and (isinstance(service, ComposeService) or getattr(service, "can_start", False))
+        ]
+
     # ----------------------------------------------------------------- construction
-    def _where(self, key: str) -> str:
-        return f"{self.target.source}: {key}"
-
     def _path(self, value: str) -> Path:
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.target.root.resolve() / path
-
-    def _check_attach(self) -> None:
-        attach, target = self.attach, self.target
-        required = {"database_url": attach.database_url, "llm_url": attach.llm_url}
-        if target.queue.kind == "jetstream":
-            required["nats_url"] = attach.nats_url
-        for key, value in required.items():
-            if not value:
-                why = " (the queue is jetstream)" if key == "nats_url" else ""
-                raise AdapterError(self._where(f"attach.{key}: missing (required){why}"))
-        needed = {target.webhook.service: "the webhook's service"}
-        if target.dashboard is not None:
-            needed.setdefault(target.dashboard.service, "the dashboard's service")
-        for name, what in needed.items():
-            if not attach.urls.get(name):
-                raise AdapterError(
-                    self._where(f"attach.urls.{name}: missing: {what} {name!r} needs a URL")
-                )
-        for name, url in attach.urls.items():
-            split = urlsplit(url)
-            if split.scheme not in ("http", "https") or not split.hostname:
-                raise AdapterError(
-                    self._where(f"attach.urls.{name}: expected an http(s) URL, got {url!r}")
-                )
-
-    def _check_restartable(self) -> None:
-        """A service chaos-model may kill or stop must have a way to be started again."""
-        for name, spec in self.target.services.items():
-            if name in self._services and isinstance(self._services[name], ContainerService):
-                continue
-            if not spec.pid_file or spec.start is not None:
-                continue
-            stopping = [fault for fault in spec.faults if fault in STOPPING_FAULTS]
-            if stopping:
-                raise AdapterError(
-                    self._where(
-                        f"services.{name}.start: needed to restart after a kill (its faults"
-                        f" include {' and '.join(stopping)}); give the command that starts it,"
-                        f" or leave {' and '.join(stopping)} out of services.{name}.faults"
-                    )
-                )
-
-    def _placeholders(self, name: str | None) -> Placeholders:
-        url = self.attach.urls.get(name or "", "")
-        failpoints = self.attach.failpoints_file
-        return Placeholders(
-            root=self.target.root.resolve(),
-            dir=self.dir,
-            database_url=self.attach.database_url,
-            nats_url=self.attach.nats_url,
-            llm_url=self.attach.llm_url,
-            webhook_secret=self.target.webhook.secret,
-            failpoints_file=str(self._path(failpoints)) if failpoints else "",
-            bugs="",
-            stream=self.target.queue.stream,
-            durable=self.target.queue.durable,
-            port=_port(url) if url else "",
-        )
+        return attached_path(self.target, value)
 
     def _render(self, name: str | None, key: str, template: str) -> str:
-        """``template`` with the attached system's values; a placeholder that needs a stack
-        chaos-model starts is an AdapterError naming ``key``."""
-        fields = {
-            field.split("[", 1)[0].split(".", 1)[0]
-            for _, field, _, _ in string.Formatter().parse(template)
-            if field is not None
-        }
-        if "ports" in fields:
-            raise AdapterError(
-                self._where(
-                    f"{key}: {{ports[...]}} in {template!r} is a port chaos-model picks when it"
-                    f" starts the service; attached, write the port itself, or give"
-                    f" [attach] urls.{name} and use {{port}}"
-                )
-            )
-        if "port" in fields and not self.attach.urls.get(name or ""):
-            raise AdapterError(
-                self._where(f"{key}: {{port}} in {template!r} needs [attach] urls.{name}")
-            )
-        try:
-            return self._placeholders(name).render(template)
-        except AdapterError as error:
-            raise AdapterError(self._where(f"{key}: {error}")) from None
-
-    def _env(self, name: str, spec: ServiceSpec) -> dict[str, str]:
-        env = {
-            key: self._render(name, f"env.{key} (for services.{name})", value)
-            for key, value in self.target.env.items()
-        }
-        env.update(
-            {
-                key: self._render(name, f"services.{name}.env.{key}", value)
-                for key, value in spec.env.items()
-            }
-        )
-        return env
+        return render_attached(self.target, self.dir, name, key, template)
 
     def _make_endpoints(self) -> Endpoints:
-        urls = {name: url.rstrip("/") for name, url in self.attach.urls.items()}
-        webhook = self.target.webhook.service
-        dashboard = self.target.dashboard.service if self.target.dashboard else None
-        busy_urls = {
-            name: self._render(name, f"services.{name}.busy", spec.busy.url)
-            for name, spec in self.target.services.items()
-            if spec.busy is not None
-        }
-        return Endpoints(
+        return target_endpoints(
+            self.target,
             database_url=self.attach.database_url,
             nats_url=self.attach.nats_url,
             nats_monitor_url=self.attach.nats_monitor_url,
-            api_url=urls[webhook],
             llm_url=self.attach.llm_url.rstrip("/"),
             webhook_secret=self.target.webhook.secret,
-            dashboard_api_url=urls[dashboard] if dashboard else "",
-            telegram_api_url=urls[webhook],
-            service_urls=urls,
-            busy_urls=busy_urls,
+            service_urls={name: url.rstrip("/") for name, url in self.attach.urls.items()},
+            render=lambda name, template: self._render(name, f"services.{name}.busy", template),
         )
 
     def _pid_service(self, name: str, spec: ServiceSpec) -> PidFileService:
@@ -395,14 +205,15 @@ class AttachedStack:
         if spec.start is not None:
             start = spec.start
 
-            def launch() -> Launch:
-                return Launch(
-                    name=name,
-                    argv=tuple(self._render(name, f"services.{name}.start", a) for a in start),
-                    cwd=str(self.target.root.resolve()),
+            def launch() -> Launch:  # the log folder is made when the stack starts
+                return service_launch(
+                    self.target,
+                    name,
+                    functools.partial(self._render, name),
+                    command=start,
+                    command_key="start",
                     log=str(self.log_dir / f"{name}.log"),
                     pid_file=str(self._path(spec.pid_file)),
-                    env=self._env(name, spec),
                 )
 
             launch()  # every placeholder must have a value: fail now, not after a kill
@@ -420,63 +231,37 @@ class AttachedStack:
     def _ready_probe(
         self, name: str, spec: ServiceSpec, *, with_pid: bool
     ) -> tuple[Callable[[int | None], bool], str]:
-        check = spec.ready
-        if check is None:
-            return (lambda pid: True), "the process to run"
-        if not with_pid:  # a container's pid is not the one its service reports
-            json_fields = {k: v for k, v in check.json.items() if v != "{pid}"}
-            check = HttpCheck(url=check.url, json=json_fields, field=check.field)
-        url = self._render(name, f"services.{name}.ready", check.url)
-        awaited = f"GET {url} to answer 200" + (f" with {dict(check.json)}" if check.json else "")
-        ready = check
-
-        def probe(pid: int | None) -> bool:
-            return self._http is not None and check_passes(self._http, url, ready, pid)
-
-        return probe, awaited
+        render = functools.partial(self._render, name, f"services.{name}.ready")
+        return http_probe(lambda: self._http, spec.ready, render, in_container=not with_pid)
 
     def _ready_timeout(self, spec: ServiceSpec) -> float:
         return spec.ready_timeout or self.target.limits.ready_timeout
 
     # ----------------------------------------------------------------- attaching
-    def _check_database(self) -> None:
-        async def probe() -> bool:
-            conn = await asyncpg.connect(self.attach.database_url, timeout=2)
+    def _check_answers(self) -> None:
+        """The system answers: its database, the webhook's service, the LLM stub, NATS."""
+        stores, http = self._stores, self._http
+        assert stores is not None and http is not None
+        webhook = f"the webhook's service {self.target.webhook.service}"
+        checks: list[tuple[Callable[[], object], str]] = [
+            (
+                stores.ping,
+                f"the database at {_safe(self.attach.database_url)} to answer `SELECT 1`",
+            ),
+            (lambda: http.get(self.endpoints.api_url, timeout=2), f"{webhook} to answer"),
+            (
+                lambda: http.get(f"{self.attach.llm_url}/control/stats", timeout=2),
+                f"the LLM stub's control API to answer at {self.attach.llm_url}",
+            ),
+        ]
+        if self.target.queue.kind == "jetstream":
+            what = f"NATS at {self.attach.nats_url} to accept a connection"
+            checks.append((stores.nats_answers, what))
+        for condition, what in checks:
             try:
-                return bool(await conn.fetchval("SELECT 1", timeout=2) == 1)
-            finally:
-                await conn.close()
-
-        try:
-            wait_until(
-                lambda: self._run(probe(), timeout=3),
-                timeout=ATTACH_TIMEOUT,
-                what=f"the database at {_safe(self.attach.database_url)} to answer `SELECT 1`",
-            )
-        except WaitTimeout as error:
-            raise StackError(f"cannot attach: {error}") from None
-
-    def _check_http(self, what: str, url: str) -> None:
-        assert self._http is not None
-        http = self._http
-        try:
-            wait_until(
-                lambda: http.get(url, timeout=2) is not None,
-                timeout=ATTACH_TIMEOUT,
-                what=f"{what} to answer at {url}",
-            )
-        except WaitTimeout as error:
-            raise StackError(f"cannot attach: {error}") from None
-
-    def _check_nats(self) -> None:
-        try:
-            wait_until(
-                lambda: self._run(self._js_client(), timeout=3) is not None,
-                timeout=ATTACH_TIMEOUT,
-                what=f"NATS at {self.attach.nats_url} to accept a connection",
-            )
-        except WaitTimeout as error:
-            raise StackError(f"cannot attach: {error}") from None
+                wait_until(condition, timeout=ATTACH_TIMEOUT, what=what)
+            except WaitTimeout as error:
+                raise StackError(f"cannot attach: {error}") from None
 
     def _check_pid_files(self) -> None:
         for name, service in self._services.items():
@@ -531,7 +316,7 @@ class AttachedStack:
                 if name in self.target.services
                 else self.target.limits.ready_timeout
             )
-            containers[name] = ContainerService(self, name, found[0], probe, awaited, timeout)
+            containers[name] = ComposeService(name, found[0], probe, awaited, timeout)
         services = {n: s for n, s in containers.items() if n not in self.target.services}
         for name in self.target.services:
             chosen = containers.get(name) or self._services.get(name)
@@ -551,119 +336,16 @@ class AttachedStack:
         return (lambda: probe(None)), awaited
 
     # ----------------------------------------------------------------- control
-    def _require_started(self) -> None:
-        if self._http is None:
-            raise StackError("the attached stack is not started (call start() or use `with`)")
-
-    def _guard(self, key: str, name: str, entry: Mapping[str, Any] | None) -> None:
-        """Record for the guardian what undoing a fault on ``name`` needs (before applying it)."""
-        if self._guardian is None:
-            return
-        if key == "paused":
-            self._guardian.paused(name, entry)
-        else:
-            self._guardian.down(name, entry)
-
-    def _start_stopped(self) -> list[str]:
-        started: list[str] = []
-        for name, service in self._services.items():
-            if not service.is_running():
-                service.kill()  # reap any remnant of the tree
-                service.start()
-                started.append(f"restarted {name}")
-        return started
-
-    def _run(self, coro: Any, timeout: float) -> Any:
-        if self._control is None:
-            coro.close()
-            raise StackError("the attached stack is not started")
-        return self._control.run(coro, timeout=timeout)
-
-    def _llm(self, method: str, path: str) -> None:
-        assert self._http is not None
-        url = f"{self.endpoints.llm_url}{path}"
-        try:
-            self._http.request(method, url).raise_for_status()
-        except httpx.HTTPError as error:
-            raise StackError(
-                f"the LLM stub's control API failed: {method} {url}: {error}"
-            ) from None
-
-    def _llm_fault_active(self) -> bool:
-        assert self._http is not None
-        try:
-            stats = self._http.get(f"{self.endpoints.llm_url}/control/stats").json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        return isinstance(stats, dict) and stats.get("fault") is not None
-
-    def _http_ok(self, url: str) -> bool:
-        if self._http is None:
-            return False
-        try:
-            return self._http.get(url, timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     def _postgres_answers(self) -> bool:
-        async def probe() -> bool:
-            conn = await asyncpg.connect(self.attach.database_url, timeout=0.5)
-            try:
-                return bool(await conn.fetchval("SELECT 1", timeout=0.5) == 1)
-            finally:
-                await conn.close()
-
-        return bool(self._run(probe(), timeout=1.5))
-
-    async def _js_client(self) -> NatsClient:
-        if self._nats is None or not self._nats.is_connected:
-            if self._nats is not None:
-                with contextlib.suppress(Exception):
-                    await self._nats.close()
-            self._nats = await nats.connect(
-                self.attach.nats_url,
-                connect_timeout=2,
-                allow_reconnect=False,
-                error_cb=_quiet_nats_error,
-            )
-        return self._nats
-
-    async def _reset_stores(self) -> None:
-        if self.target.reset_sql:
-            for attempt in (1, 2):  # a connection from before a PostgreSQL restart fails once
-                if self._pg_conn is None or self._pg_conn.is_closed():
-                    self._pg_conn = await asyncpg.connect(self.attach.database_url, timeout=2)
-                try:
-                    await self._pg_conn.execute(self.target.reset_sql, timeout=10)
-                    break
-                except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-                    self._pg_conn.terminate()
-                    self._pg_conn = None
-                    if attempt == 2:
-                        raise
-        if self.target.queue.kind == "jetstream":
-            client = await self._js_client()
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await client.jetstream().purge_stream(self.target.queue.stream)
-
-    async def _close_clients(self) -> None:
-        if self._pg_conn is not None:
-            self._pg_conn.terminate()
-            self._pg_conn = None
-        if self._nats is not None:
-            with contextlib.suppress(Exception):
-                await self._nats.close()
-            self._nats = None
+        return self._stores is not None and self._stores.ping()
 
     def _close(self) -> None:
         if self._guardian is not None:
             self._guardian.close()
             self._guardian = None
-        if self._control is not None:
-            with contextlib.suppress(Exception):
-                self._control.run(self._close_clients(), timeout=3)
-            self._control.close()
-            self._control = None
+        if self._stores is not None:
+            self._stores.close()
+            self._stores = None
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -674,17 +356,6 @@ class AttachedStack:
         # The logs of processes chaos-model started stay: those processes keep writing them.
         if self.dir != Path() and not self._started_any:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _port(url: str) -> int | str:
-    split = urlsplit(url)
-    try:
-        port = split.port
-    except ValueError:
-        return ""
-    if port is not None:
-        return port
-    return {"http": 80, "https": 443}.get(split.scheme, "")
 
 
 def _tcp_open(url: str) -> bool:

@@ -8,7 +8,7 @@ every store between examples). Abilities a backend lacks raise
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -76,3 +76,44 @@ class Stack(Protocol):
     def heal(self) -> list[str]: ...
     def reset(self) -> float: ...
     def stop(self) -> None: ...
+
+
+def target_endpoints(
+    target: TargetSpec,
+    *,
+    database_url: str,
+    nats_url: str,
+    nats_monitor_url: str,
+    llm_url: str,
+    webhook_secret: str,
+    service_urls: Mapping[str, str],
+    render: Callable[[str, str], str],
+    proxy_url: str = "",
+    link_urls: Mapping[str, str] | None = None,
+) -> Endpoints:
+    """A target's endpoints: its services' URLs, the URLs Telegram and the dashboard reach them
+    at (through their links when the stack has a proxy), and each busy check rendered by
+    ``render(service, template)``."""
+    links = link_urls or {}
+    webhook = target.webhook.service
+    dashboard = target.dashboard.service if target.dashboard else None
+    dashboard_url = ""
+    if dashboard is not None:
+        dashboard_url = links.get(f"dashboard->{dashboard}") or service_urls.get(dashboard, "")
+    return Endpoints(
+        database_url=database_url,
+        nats_url=nats_url,
+        nats_monitor_url=nats_monitor_url,
+        api_url=service_urls[webhook],
+        llm_url=llm_url,
+        webhook_secret=webhook_secret,
+        proxy_url=proxy_url,
+        dashboard_api_url=dashboard_url,
+        telegram_api_url=links.get(f"telegram->{webhook}") or service_urls[webhook],
+        service_urls=dict(service_urls),
+        busy_urls={
+            name: render(name, spec.busy.url)
+            for name, spec in target.services.items()
+            if spec.busy is not None
+        },
+    )

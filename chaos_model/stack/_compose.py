@@ -15,19 +15,12 @@ toxics.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import secrets
 import shutil
-import signal
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 import httpx
@@ -37,19 +30,16 @@ from chaos_model.adapter import HttpCheck, TargetSpec, default_target
 from chaos_model.adapter._compose_section import (
     VARIABLES,
     ComposeSpec,
-    link_variable,
-    port_variable,
 )
-from chaos_model.adapter._render import Placeholders, check_passes
-from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.adapter._render import Placeholders
+from chaos_model.errors import StackError
 from chaos_model.failpoints import FailpointFile
-from chaos_model.proxy import ProxyClient
-from chaos_model.stack._base import Endpoints
-from chaos_model.stack._compose_guardian import ComposeGuardian, bring_down
+from chaos_model.stack._base import Endpoints, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._docker import (
     PROJECT_LABEL,
     TEST_ENVIRONMENT_LABEL,
+    bring_down,
     compose_command,
     docker_client,
     image_environment,
@@ -57,12 +47,14 @@ from chaos_model.stack._docker import (
     project_containers,
     run_compose,
 )
-from chaos_model.stack._local import HBA_RELOAD_TIMEOUT, LocalService, free_port
-from chaos_model.stack._process import ManagedProcess
+from chaos_model.stack._guardian import Guardian
+from chaos_model.stack._lifecycle import StackLifecycle
+from chaos_model.stack._local import HBA_RELOAD_TIMEOUT, LocalService, check_bugs, proxy_process
+from chaos_model.stack._ports import free_port
+from chaos_model.stack._service import http_probe
 from chaos_model.stack._stores import StoreClients
 
 UP_TIMEOUT = 180.0
-HEAL_ROUNDS = 3
 #: chaos-model's own services, which every compose file of a target runs under these names
 INFRASTRUCTURE_ORDER = ("postgres", "nats", "llm")
 NETWORK_LABEL = "com.docker.compose.network"
@@ -76,7 +68,7 @@ ACCEPT_SCRIPT = (
 )
 
 
-class ComposeStack:
+class ComposeStack(StackLifecycle):
     """A target under Docker Compose. Use as a context manager.
 
     ``target`` is the adapter (default: ``./chaos-target.toml``); its ``[compose]`` section
@@ -106,23 +98,8 @@ class ComposeStack:
             )
         self.compose: ComposeSpec = self.target.compose
         self.compose.check(self.target)
-        unknown = sorted(set(bugs) - set(self.target.bugs))
-        if unknown:
-            raise StackError(
-                f"unknown bug(s) {', '.join(unknown)} for target {self.target.name};"
-                f" known: {', '.join(self.target.bugs) or 'none'}"
-            )
+        check_bugs(self.target, bugs)
         self.compose_file = self.target.root / self.compose.file
-        if not self.compose_file.is_file():
-            raise StackError(
-                f"{self.target.source}: compose.file: {self.compose_file} does not exist"
-            )
-        for path in self.compose.source:
-            if not (self.target.root / path).exists():
-                raise StackError(
-                    f"{self.target.source}: compose.source: {self.target.root / path} does not"
-                    " exist"
-                )
         self.bugs = bugs
         self.keep_dir = keep_dir
         #: every faultable link (``client->server`` -> server); all run through the fault proxy
@@ -135,10 +112,8 @@ class ComposeStack:
             *self.target.services,
             *self.compose.services,
         )
-        self._port_variables = self._variables_of_ports()
+        self._port_variables = self.compose.port_variables(self.target)
         self.project = f"chaos-model-{secrets.token_hex(4)}"
-        self.dir = Path()
-        self.start_seconds = 0.0
         self._images_env = images_env if images_env is not None else images_env_path(self.target)
         self._base_dir = base_dir
         self._client: Any = None
@@ -147,22 +122,11 @@ class ComposeStack:
         self._ports: dict[str, int] = {}
         self._services: dict[str, LocalService | ComposeService] = {}
         self._networked: dict[str, Any] = {}
-        self._endpoints: Endpoints | None = None
-        self._http = httpx.Client(timeout=2.0)
-        self._proxy_client: ProxyClient | None = None
         self._stores: StoreClients | None = None
-        self._guardian: ComposeGuardian | None = None
+        self._guardian: Guardian | None = None
         self._refusing = False
-        self._started = False
-        self._previous_sigterm: Any = None
 
     # ----------------------------------------------------------------- public surface
-    @property
-    def endpoints(self) -> Endpoints:
-        if self._endpoints is None:
-            raise StackError("the stack is not started")
-        return self._endpoints
-
     @property
     def services(self) -> Mapping[str, LocalService | ComposeService]:
         return self._services
@@ -170,16 +134,6 @@ class ComposeStack:
     @property
     def failpoints(self) -> FailpointFile:
         return FailpointFile(self.dir / "state" / "failpoints.json")
-
-    @property
-    def log_dir(self) -> Path:
-        return self.dir / "logs"
-
-    @property
-    def proxy(self) -> ProxyClient:
-        if self._proxy_client is None:
-            self._proxy_client = ProxyClient(self.endpoints.proxy_url, timeout=2.0)
-        return self._proxy_client
 
     @property
     def webhook_secret(self) -> str:
@@ -193,91 +147,10 @@ class ComposeStack:
             c.labels.get(TEST_ENVIRONMENT_LABEL) == "true" for c in containers
         )
 
-    def __enter__(self) -> ComposeStack:
-        if not self._started:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        if self._started:
-            raise StackError("this ComposeStack is already started")
-        began = time.monotonic()
-        self._client = docker_client()
-        images = image_environment(self._client, self.target, self._images_env)
-        self._compose = compose_command()
-        self._started = True
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            self._start(images)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.monotonic() - began
-
     def heal(self) -> list[str]:
-        """Undo every fault: disarm failpoints, unpause, reconnect, clear LLM faults and toxics,
-        let PostgreSQL accept connections, start whatever is down; wait until all are ready."""
-        healed: list[str] = [f"disarmed failpoint {n}" for n in sorted(self._armed())]
-        self.failpoints.disarm_all()
-        for name, service in self._services.items():
-            if isinstance(service, ComposeService):
-                if service.reconnect():
-                    healed.append(f"reconnected {name}")
-                if service.is_paused():
-                    service.resume()
-                    healed.append(f"resumed {name}")
-            elif service.process.paused:
-                service.resume()
-                healed.append(f"resumed {name}")
-        with contextlib.suppress(httpx.HTTPError):
-            stats = self._http.get(f"{self.endpoints.llm_url}/control/stats").json()
-            if stats.get("fault") is not None:
-                healed.append("cleared LLM fault")
-            self._http.delete(f"{self.endpoints.llm_url}/control/fault")
-        healed += self._clear_toxics()
-        if self._refusing:
-            self.refuse_new_db_connections(False)
-            healed.append("postgres accepts connections again")
-        for round_ in range(HEAL_ROUNDS):
-            healed += self._start_stopped()
-            try:
-                for service in self._services.values():
-                    service.wait_ready()
-                break
-            except ServiceNotReady:
-                exited = any(not s.is_running() for s in self._services.values())
-                if not exited or round_ == HEAL_ROUNDS - 1:
-                    raise
+        healed = super().heal()
         self._dump_logs()
         return healed
-
-    def reset(self) -> float:
-        """Return to an empty, healthy system between examples; return the seconds it took."""
-        began = time.monotonic()
-        self.heal()
-        self.failpoints.clear()
-        self._http.post(f"{self.endpoints.llm_url}/control/reset").raise_for_status()
-        assert self._stores is not None
-        self._stores.reset()
-        return time.monotonic() - began
-
-    def restart_app(self) -> None:
-        """Restart the containers of the adapter's services: a fresh start for a replay."""
-        for name in self.target.services:
-            self._services[name].kill()
-        for name in self.target.services:
-            self._services[name].start()
-        for name in self.target.services:
-            self._services[name].wait_ready()
 
     def partition(self, service: str) -> None:
         """Disconnect a service from the compose network (every peer loses it)."""
@@ -319,7 +192,7 @@ class ComposeStack:
                 what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections",
             )
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """Heal nothing, leave nothing: stop the proxy, bring the project down (``-v``)."""
         if self._stores is not None:
             self._stores.close()
@@ -328,64 +201,59 @@ class ComposeStack:
         if isinstance(proxy, LocalService):
             with contextlib.suppress(Exception):
                 proxy.stop()
-        if self._started and self._compose:
+        if self._compose:
             with contextlib.suppress(Exception):
                 self._dump_logs()
-            bring_down(
-                self.project,
-                self._compose,
-                self._compose_env(),
-                str(self.compose_file),
-                str(self.target.root),
-            )
+            compose = self._guardian_state()
+            bring_down(**compose)
         self._started = False
-        self._http.close()
-        if self._proxy_client is not None:
-            self._proxy_client.close()
+        if self._http is not None:
+            self._http.close()
         if self._guardian is not None:
             self._guardian.close()
             self._guardian = None
         if self._client is not None:
             self._client.close()
-        if (
-            self._previous_sigterm is not None
-            and threading.current_thread() is threading.main_thread()
-        ):
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
         if not self.keep_dir and self.dir != Path() and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ----------------------------------------------------------------- the lifecycle's hooks
+    def _failpoint_file(self) -> FailpointFile | None:
+        return self.failpoints if self.dir != Path() else None
+
+    def _heal_connections(self) -> list[str]:
+        healed = [
+            f"reconnected {name}"
+            for name, service in self._services.items()
+            if isinstance(service, ComposeService) and service.reconnect()
+        ]
+        if self._refusing:
+            self.refuse_new_db_connections(False)
+            healed.append("postgres accepts connections again")
+        return healed
+
+    def _reset_stores(self) -> None:
+        assert self._stores is not None
+        self._stores.reset()
+
+    def _guardian_state(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "command": self._compose,
+            "env": self._compose_env(),
+            "file": str(self.compose_file),
+            "cwd": str(self.target.root),
+        }
 
     def log_paths(self) -> dict[str, Path]:
         return {name: self.log_dir / f"{name}.log" for name in self.order}
 
     # ----------------------------------------------------------------- start-up
-    def _variables_of_ports(self) -> dict[str, str]:
-        """Each port this stack hands out (infrastructure, services, links) -> the compose
-        variable carrying it; two that would share a variable are refused."""
-        extras = {name: spec.ports for name, spec in self.target.services.items()}
-        extras.update({name: spec.ports for name, spec in self.compose.services.items()})
-        variables = {
-            "postgres": port_variable("postgres"),
-            "nats": port_variable("nats"),
-            "nats_monitor": port_variable("nats", "monitor"),
-            "llm": port_variable("llm"),
-        }
-        for name, ports in extras.items():
-            variables[name] = port_variable(name)
-            variables.update({f"{name}.{extra}": port_variable(name, extra) for extra in ports})
-        variables.update({link: link_variable(link) for link in self.links})
-        seen: dict[str, str] = {}
-        for key, variable in variables.items():
-            if variable in seen:
-                raise StackError(
-                    f"{self.target.source}: the ports {seen[variable]} and {key} would both be"
-                    f" given to compose as {variable}: rename a service or a port"
-                )
-            seen[variable] = key
-        return variables
-
-    def _start(self, images: dict[str, str]) -> None:
+    def _start(self) -> None:
+        self._client = docker_client()
+        images = image_environment(self._client, self.target, self._images_env)
+        self._compose = compose_command()
+        self._http = httpx.Client(timeout=2.0)
         self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-compose-", dir=self._base_dir))
         self.dir.chmod(0o755)
         self.log_dir.mkdir()
@@ -394,16 +262,7 @@ class ComposeStack:
         self._ports = {key: free_port() for key in (*self._port_variables, "proxy")}
         self._endpoints = self._make_endpoints()
         self._env = self._variables(images)
-        self._guardian = ComposeGuardian(
-            self.dir,
-            {
-                "project": self.project,
-                "command": self._compose,
-                "env": self._compose_env(),
-                "file": str(self.compose_file),
-                "cwd": str(self.target.root),
-            },
-        )
+        self._guardian = Guardian(self.dir, "compose", {"compose": self._guardian_state()})
         proxy = self._proxy_service()
         self._services["proxy"] = proxy
         proxy.start()
@@ -437,27 +296,17 @@ class ComposeStack:
 
     def _make_endpoints(self) -> Endpoints:
         ports = self._ports
-        webhook = self.target.webhook.service
-        dashboard = self.target.dashboard.service if self.target.dashboard else webhook
-        service_urls = {name: f"http://127.0.0.1:{ports[name]}" for name in self.target.services}
-        busy_urls = {
-            name: self._placeholders(name).render(spec.busy.url)
-            for name, spec in self.target.services.items()
-            if spec.busy is not None
-        }
-        dashboard_link = ports.get(f"dashboard->{dashboard}")
-        return Endpoints(
+        return target_endpoints(
+            self.target,
             database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
             nats_url=f"nats://127.0.0.1:{ports['nats']}",
             nats_monitor_url=f"http://127.0.0.1:{ports['nats_monitor']}",
-            api_url=service_urls[webhook],
             llm_url=f"http://127.0.0.1:{ports['llm']}",
             webhook_secret=self.webhook_secret,
+            service_urls={name: f"http://127.0.0.1:{ports[name]}" for name in self.target.services},
+            render=lambda name, template: self._placeholders(name).render(template),
             proxy_url=f"http://127.0.0.1:{ports['proxy']}",
-            dashboard_api_url=f"http://127.0.0.1:{dashboard_link}" if dashboard_link else "",
-            telegram_api_url=f"http://127.0.0.1:{ports['telegram->' + webhook]}",
-            service_urls=service_urls,
-            busy_urls=busy_urls,
+            link_urls={link: f"http://127.0.0.1:{ports[link]}" for link in self.links},
         )
 
     def _placeholders(self, name: str) -> Placeholders:
@@ -506,18 +355,12 @@ class ComposeStack:
 
     def _proxy_service(self) -> LocalService:
         ports = self._ports
-        argv = [
-            sys.executable,
-            "-m",
-            "chaos_model.proxy",
-            "--control",
-            f"127.0.0.1:{ports['proxy']}",
-        ]
-        for link, server in self.links.items():
-            # a fronted service (the API behind nginx, say) is reached through its front
-            upstream = ports[self.fronts.get(server, server)]
-            argv += ["--link", f"{link}={ports[link]}:127.0.0.1:{upstream}"]
-        process = ManagedProcess("proxy", argv, log_path=self.log_dir / "proxy.log")
+        # a fronted service (the API behind nginx, say) is reached through its front
+        links = {
+            link: (ports[link], ports[self.fronts.get(server, server)])
+            for link, server in self.links.items()
+        }
+        process = proxy_process(ports["proxy"], links, self.log_dir)
         url = f"{self.endpoints.proxy_url}/health"
 
         def recorded() -> None:
@@ -544,15 +387,9 @@ class ComposeStack:
             timeout = spec.ready_timeout or timeout
         else:
             check = self.compose.services[name].ready
-        if check is None:
-            return (lambda: True), "the container to run", timeout
-        url = self._placeholders(name).render(check.url)
-        # the pid a service reports is the one in its container, not one chaos-model knows; a
-        # container's port is its own anyway, so no older process can answer in its place
-        expected = {key: value for key, value in check.json.items() if value != "{pid}"}
-        check = dataclasses.replace(check, json=expected)
-        awaited = f"GET {url} to answer 200" + (f" with {expected}" if expected else "")
-        return (lambda: check_passes(self._http, url, check, None)), awaited, timeout
+        render = self._placeholders(name).render
+        probe, awaited = http_probe(lambda: self._http, check, render, in_container=True)
+        return (lambda: probe(None)), awaited, timeout
 
     def _on_network(self) -> dict[str, Any]:
         """The services on the compose network a partition disconnects them from, and it."""
@@ -570,47 +407,9 @@ class ComposeStack:
         return networked
 
     # ----------------------------------------------------------------- helpers
-    def _http_ok(self, url: str) -> bool:
-        try:
-            return self._http.get(url, timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def _armed(self) -> dict[str, Any]:
-        with contextlib.suppress(OSError, ValueError):
-            return dict(json.loads(self.failpoints.path.read_text() or "{}").get("armed") or {})
-        return {}
-
-    def _clear_toxics(self) -> list[str]:
-        proxy = self._services["proxy"]
-        if not proxy.is_running() or proxy.is_paused():
-            return []
-        try:
-            links = self.proxy.links()
-            toxics = sum(len(link.get("toxics", [])) for link in links.values())
-            self.proxy.reset()
-        except Exception:  # noqa: BLE001 - an unreachable proxy is restarted
-            return []
-        return [f"cleared {toxics} toxic(s)"] if toxics else []
-
-    def _start_stopped(self) -> list[str]:
-        restarted: list[str] = []
-        for name, service in self._services.items():
-            if not service.is_running():
-                if isinstance(service, LocalService):
-                    service.process.kill()
-                service.start()
-                restarted.append(f"restarted {name}")
-        return restarted
-
     def _dump_logs(self) -> None:
         """Refresh every container's log file (read when a failure is saved)."""
         for name, service in self._services.items():
             if isinstance(service, ComposeService):
                 with contextlib.suppress(Exception):
                     (self.log_dir / f"{name}.log").write_bytes(service.container.logs(tail=5000))
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # KeyboardInterrupt, as on LocalStack: Hypothesis lets it through instead of shrinking it
-    raise KeyboardInterrupt(f"signal {signum}")

@@ -7,14 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from chaos_model._wait import WaitTimeout, wait_until
-from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.errors import StackError
+from chaos_model.stack._service import ReadyWait
 
 READY_TIMEOUT = 30.0
 PAUSE_SECONDS = 5.0
 
 
-class ComposeService:
+class ComposeService(ReadyWait):
     """One compose service, controlled through the docker SDK on its labelled container."""
+
+    _gone = "the container exited"
 
     def __init__(
         self,
@@ -79,11 +82,6 @@ class ComposeService:
         self.resume()
         self.container.stop(timeout=10)
 
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-        self.wait_ready()
-
     def disconnect(self, network: Any) -> None:
         """Cut the container off its compose network (a partition from every peer)."""
         network.disconnect(self.container, force=True)
@@ -97,25 +95,8 @@ class ComposeService:
         self.disconnected = None
         return True
 
-    def wait_ready(self, timeout: float | None = None) -> None:
-        seconds = self._ready_timeout if timeout is None else timeout
-        exited = False
-
-        def ready() -> bool:
-            nonlocal exited
-            if not self.is_running():
-                exited = True
-                return True
-            return self._probe()
-
-        try:
-            wait_until(ready, timeout=seconds, what=self._awaited)
-        except WaitTimeout as error:
-            raise ServiceNotReady(self.name, self._awaited, seconds, self.log_tail()) from error
-        if exited:
-            raise ServiceNotReady(
-                self.name, f"{self._awaited} (the container exited)", 0.0, self.log_tail()
-            )
+    def _ready(self) -> bool:
+        return self._probe()
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(Exception):

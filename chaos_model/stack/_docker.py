@@ -6,12 +6,13 @@ what to do (install or start Docker, build the images).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -187,3 +188,42 @@ def run_compose(
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
+
+
+DOWN_SECONDS = 120
+DOWN_ARGS = ("down", "-v", "--remove-orphans", "-t", "2")
+
+
+def bring_down(
+    project: str, command: Sequence[str], env: Mapping[str, str], file: str, cwd: str
+) -> None:
+    """Unpause every container of ``project``, run ``compose down -v`` (compose file ``file``,
+    in folder ``cwd``), then remove whatever is still labelled with the project (a failed
+    ``down`` must not leave anything running)."""
+    client: Any = None
+    with contextlib.suppress(Exception):
+        client = docker_client()
+        for container in project_containers(client, project):
+            if container.status == "paused":
+                container.unpause()
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            [*command, "-p", project, "-f", file, *DOWN_ARGS],
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=DOWN_SECONDS,
+            check=False,
+        )
+    if client is None:
+        return
+    label = {"label": f"{PROJECT_LABEL}={project}"}
+    with contextlib.suppress(Exception):
+        for container in project_containers(client, project):
+            container.remove(force=True, v=True)
+        for network in client.networks.list(filters=label):
+            network.remove()
+        for volume in client.volumes.list(filters=label):
+            volume.remove(force=True)
+    client.close()

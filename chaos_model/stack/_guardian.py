@@ -1,14 +1,19 @@
-"""The guardian: a watcher process that removes a stack whose owner died without stopping it.
+"""The guardian: a watcher process that undoes what a stack leaves behind when its owner dies.
 
-:class:`~chaos_model.stack.LocalStack` starts one per stack (``python -m
-chaos_model.stack._guardian --owner PID --state FILE``) in a session of its own, so neither a
-Ctrl-C in the terminal nor a signal to the owner's process group reaches it. The owner keeps the
-state file (JSON, rewritten atomically) up to date with the pid of every service process. The
-guardian polls the owner about every 100 ms; when the owner is gone, even after a SIGKILL that
-left it no chance to clean up, the guardian SIGCONTs and SIGKILLs every recorded process tree
-(walking children: PostgreSQL's backends call ``setsid``), removes the stack folder unless it is
-to be kept, and exits. It also exits, doing nothing, when the state file disappears: that is how
-a normal :meth:`LocalStack.stop` dismisses it (it also terminates it).
+Every stack starts one (``python -m chaos_model.stack._guardian --owner PID --state FILE``) in a
+session of its own, so neither a Ctrl-C in the terminal nor a signal to the owner's process group
+reaches it. The owner keeps the state file (JSON, rewritten atomically) up to date with what
+undoing the stack needs, *before* it is needed. The guardian polls its parent about every 100 ms;
+when the owner is gone, even after a SIGKILL that left it no chance to clean up, it runs the
+state's reaper, removes the stack folder unless it is to be kept, and exits. When the state file
+disappears it exits doing nothing: that is how a normal stop dismisses it.
+
+One reaper per backend, each small:
+
+- ``processes`` (local): SIGCONT and SIGKILL every recorded process tree;
+- ``compose``: the same for the host processes (the fault proxy), then ``compose down -v``;
+- ``attached``: heal what the runner recorded (resume, start again, clear the LLM fault), and
+  stop nothing of the user's system.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +47,49 @@ def _owner_alive(owner: int) -> bool:
     return os.getppid() == owner
 
 
-def _tree(pid: int, create_time: float | None) -> list[psutil.Process]:
+def alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (a killed process can linger as one for a while)."""
     try:
-        root = psutil.Process(pid)
-        if create_time is not None and abs(root.create_time() - create_time) > 0.01:
-            return []  # the pid was recycled: not ours
-        return [root, *root.children(recursive=True)]
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def identity(pid: int) -> dict[str, Any]:
+    """What signalling ``pid`` later needs, so that a recycled pid is never hit."""
+    create_time: float | None = None
+    with contextlib.suppress(psutil.Error):
+        create_time = psutil.Process(pid).create_time()
+    return {"pid": pid, "create_time": create_time}
+
+
+def same_process(entry: Mapping[str, Any]) -> psutil.Process | None:
+    """The process an :func:`identity` names, if it still is that process."""
+    try:
+        proc = psutil.Process(int(entry["pid"]))
+        created = entry.get("create_time")
+        if created is not None and abs(proc.create_time() - float(created)) > 0.01:
+            return None  # the pid was recycled: not ours
+    except (psutil.Error, KeyError, ValueError):
+        return None
+    return proc
+
+
+def process_tree(proc: psutil.Process) -> list[psutil.Process]:
+    """``proc`` and every descendant (PostgreSQL's backends call ``setsid``)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return []
 
 
-def kill_recorded(state: Mapping[str, Any]) -> list[int]:
-    """SIGCONT then SIGKILL every recorded service tree; return the pids signalled."""
+# ----------------------------------------------------------------------------- reapers
+def reap_processes(state: Mapping[str, Any]) -> list[str]:
+    """SIGCONT then SIGKILL every recorded service tree."""
     procs: dict[int, psutil.Process] = {}
     for entry in state.get("services", {}).values():
-        for proc in _tree(int(entry["pid"]), entry.get("create_time")):
+        root = same_process(entry)
+        for proc in process_tree(root) if root is not None else []:
             procs[proc.pid] = proc
     procs.pop(os.getpid(), None)
     for signum in (signal.SIGCONT, signal.SIGKILL):
@@ -65,21 +98,41 @@ def kill_recorded(state: Mapping[str, Any]) -> list[int]:
                 proc.send_signal(signum)
     with contextlib.suppress(WaitTimeout):  # orphans are reaped by init; zombies count as gone
         wait_until(
-            lambda: not any(_alive(proc) for proc in procs.values()),
+            lambda: not any(alive(proc) for proc in procs.values()),
             timeout=KILL_WAIT_SECONDS,
             what="the killed processes to exit",
         )
-    return sorted(procs)
+    return [f"killed {len(procs)} process(es)"]
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
+def reap_compose(state: Mapping[str, Any]) -> list[str]:
+    """The host processes, then the whole compose project (containers, networks, volumes)."""
+    from chaos_model.stack._docker import bring_down
+
+    done = reap_processes(state)
+    compose = state["compose"]
+    bring_down(
+        compose["project"], compose["command"], compose["env"], compose["file"], compose["cwd"]
+    )
+    return [*done, f"brought compose project {compose['project']} down"]
 
 
-def _read_state(path: Path) -> dict[str, Any] | None:
+def reap_attached(state: Mapping[str, Any]) -> list[str]:
+    """Heal the faults the runner recorded; the attached system itself keeps running."""
+    from chaos_model.stack._attached_service import heal_recorded
+
+    return heal_recorded(state)
+
+
+REAPERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "processes": reap_processes,
+    "compose": reap_compose,
+    "attached": reap_attached,
+}
+
+
+# ----------------------------------------------------------------------------- the watcher
+def read_state(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -88,7 +141,7 @@ def _read_state(path: Path) -> dict[str, Any] | None:
 
 
 def guard(owner: int, state_path: Path) -> int:
-    """Poll until the owner dies (clean up) or the state file disappears (just exit)."""
+    """Poll until the owner dies (reap) or the state file disappears (just exit)."""
     wait_until(
         lambda: not _owner_alive(owner) or not state_path.exists(),
         timeout=math.inf,
@@ -96,11 +149,14 @@ def guard(owner: int, state_path: Path) -> int:
         interval=POLL_SECONDS,
         max_interval=POLL_SECONDS,
     )
-    state = _read_state(state_path)
+    state = read_state(state_path)
     if state is None:
         return 0  # dismissed: the state file is gone
-    killed = kill_recorded(state)
-    print(f"guardian: owner {owner} is gone; killed {len(killed)} process(es)", flush=True)
+    try:
+        done = REAPERS[state.get("reaper", "processes")](state)
+    except Exception as error:  # noqa: BLE001 - report it; the folder still goes
+        done = [f"the reaper failed: {type(error).__name__}: {error}"]
+    print(f"guardian: owner {owner} is gone; {'; '.join(done)}", flush=True)
     stack_dir = state.get("dir")
     if stack_dir and not state.get("keep", False):
         shutil.rmtree(stack_dir, ignore_errors=True)
@@ -120,17 +176,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class Guardian:
-    """The owner's handle on its guardian: spawn it, record service pids, dismiss it."""
+    """The owner's handle on its guardian: spawn it, keep its state, dismiss it.
 
-    def __init__(self, stack_dir: Path, *, keep: bool) -> None:
-        self.dir = stack_dir
-        self.keep = keep
-        self.state_path = stack_dir / STATE_FILE
-        self._services: dict[str, dict[str, Any]] = {}
+    ``state`` says what the ``reaper`` needs beyond the recorded pids; with ``remove_dir`` the
+    guardian removes ``directory`` after reaping (unless ``keep``).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        reaper: str,
+        state: Mapping[str, Any] | None = None,
+        *,
+        remove_dir: bool = True,
+        keep: bool = False,
+    ) -> None:
+        self.state_path = directory / STATE_FILE
         self._lock = threading.Lock()
+        self._state: dict[str, Any] = {"owner": os.getpid(), "reaper": reaper, "keep": keep}
+        if remove_dir:
+            self._state["dir"] = str(directory)
+        self._state.update(state or {})
+        self._state.setdefault("services", {})
         self._write()
-        log = (stack_dir / "logs" / "guardian.log").open("ab")
-        with log:
+        with (directory / "logs" / "guardian.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [
                     sys.executable,
@@ -149,41 +218,28 @@ class Guardian:
 
     def record(self, pids: Mapping[str, int | None]) -> None:
         """Record the current pid of every service (call after every start or restart)."""
-        services: dict[str, dict[str, Any]] = {}
-        for name, pid in pids.items():
-            if pid is None:
-                continue
-            create_time: float | None = None
-            with contextlib.suppress(psutil.Error):
-                create_time = psutil.Process(pid).create_time()
-            services[name] = {"pid": pid, "create_time": create_time}
+        services = {name: identity(pid) for name, pid in pids.items() if pid is not None}
         with self._lock:
-            self._services = services
+            self._state["services"] = services
             self._write()
 
     def _write(self) -> None:
-        state = {"owner": os.getpid(), "dir": str(self.dir), "keep": self.keep}
-        state["services"] = self._services
         tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state))
+        tmp.write_text(json.dumps(self._state))
         tmp.replace(self.state_path)
 
     def close(self) -> None:
-        """Dismiss the guardian: the stack was stopped properly."""
-        dismiss(self.process, self.state_path)
-
-
-def dismiss(process: subprocess.Popen[bytes], state_path: Path) -> None:
-    """Tell a guardian its owner stopped properly (its state file goes) and end it."""
-    with contextlib.suppress(FileNotFoundError):
-        state_path.unlink()
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=KILL_WAIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        """Dismiss the guardian (the stack was stopped properly): its state file goes, and it
+        ends."""
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path.unlink()
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=KILL_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 if __name__ == "__main__":

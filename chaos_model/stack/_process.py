@@ -1,155 +1,234 @@
-"""A supervised subprocess whose whole process tree can be paused, resumed and killed."""
+"""Process trees that can be paused, resumed, killed and stopped as a whole.
+
+Signals go to the process and every descendant: PostgreSQL's backends call ``setsid``, so a
+process-group signal would miss them. :class:`ManagedProcess` is a process chaos-model starts
+and supervises; :class:`PidFileProcess` is one of a system chaos-model attached to, found
+through its pid file.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
 
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.errors import StackError
+from chaos_model.stack._guardian import alive, process_tree
+from chaos_model.stack._launch import Launch
+from chaos_model.stack._service import ReadyWait, file_tail
 
-LOG_TAIL_LINES = 30
 STOP_GRACE_SECONDS = 5.0
+KILL_WAIT_SECONDS = 5.0
+#: a process created this long after its pid file was written is not the one the file names
+PID_SLACK_SECONDS = 1.0
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
+class ProcessTree:
+    """A process and its descendants, signalled together. A subclass finds the root."""
 
+    name: str
+    stop_grace = STOP_GRACE_SECONDS
+    paused = False
+    #: the process of the last start, kept to reap it when it exits
+    _popen: subprocess.Popen[bytes] | None = None
 
-class ManagedProcess:
-    """One service process, started in its own session, its output appended to ``log_path``.
-
-    Signals go to the process and every descendant: PostgreSQL's backends call ``setsid``, so a
-    process-group signal would miss them.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        log_path: Path,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        user: str | None = None,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self.env = dict(env) if env is not None else None
-        self.cwd = cwd
-        self.user = user
-        self._popen: subprocess.Popen[bytes] | None = None
-        self.paused = False
+    def root(self) -> psutil.Process | None:
+        raise NotImplementedError
 
     @property
     def pid(self) -> int | None:
-        return self._popen.pid if self._popen is not None else None
-
-    def start(self) -> None:
-        if self.is_running():
-            raise StackError(f"{self.name} is already running (pid {self.pid})")
-        with self.log_path.open("ab") as log:
-            log.write(f"--- starting {self.name}: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self._popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
-                start_new_session=True,
-                user=self.user,
-                group=self.user,
-            )
-        self.paused = False
-
-    def _tree(self) -> list[psutil.Process]:
-        if self._popen is None:
-            return []
-        try:
-            root = psutil.Process(self._popen.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def signal_tree(self, signum: signal.Signals) -> None:
-        for proc in self._tree():
-            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-                proc.send_signal(signum)
+        root = self.root()
+        return root.pid if root is not None else None
 
     def is_running(self) -> bool:
-        if self._popen is None:
-            return False
-        if self._popen.poll() is not None:
-            return False
-        try:
-            return _alive(psutil.Process(self._popen.pid))
-        except psutil.NoSuchProcess:
-            return False
+        return self.root() is not None
+
+    def tree(self) -> list[psutil.Process]:
+        root = self.root()
+        return process_tree(root) if root is not None else []
+
+    def signal_tree(self, signum: signal.Signals, tree: list[psutil.Process] | None = None) -> None:
+        for proc in self.tree() if tree is None else tree:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                proc.send_signal(signum)
 
     def pause(self) -> None:
-        """SIGSTOP the process and all its descendants."""
-        self.signal_tree(signal.SIGSTOP)
+        """SIGSTOP the process and all its descendants; return once they are stopped."""
+        tree = self.tree()
         self.paused = True
+        self.signal_tree(signal.SIGSTOP, tree)
+        self._wait_status(tree, stopped=True)
 
     def resume(self) -> None:
-        self.signal_tree(signal.SIGCONT)
+        tree = self.tree()
+        self.signal_tree(signal.SIGCONT, tree)
+        self._wait_status(tree, stopped=False)
         self.paused = False
 
     def kill(self) -> None:
         """SIGKILL the whole tree and wait until none of it is alive."""
-        tree = self._tree()
-        for proc in tree:
-            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-                proc.send_signal(signal.SIGKILL)
-        self._reap(tree, timeout=STOP_GRACE_SECONDS)
+        tree = self.tree()
+        self.signal_tree(signal.SIGKILL, tree)
+        self._reap(tree, KILL_WAIT_SECONDS)
         self.paused = False
 
     def stop(self, signum: signal.Signals = signal.SIGTERM) -> None:
-        """Ask the process to stop; SIGKILL the tree if it is still alive after a grace period."""
-        tree = self._tree()
+        """Ask the process to stop (after SIGCONT); SIGKILL the tree if it is still alive after
+        a grace period."""
+        tree = self.tree()
         if not tree:
             return
-        if self.paused:
-            self.resume()
-        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+        self.signal_tree(signal.SIGCONT, tree)
+        self.paused = False
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
             tree[0].send_signal(signum)
         try:
-            self._reap(tree, timeout=STOP_GRACE_SECONDS)
+            self._reap(tree, self.stop_grace)
         except StackError:
             self.kill()
 
     def _reap(self, tree: list[psutil.Process], timeout: float) -> None:
-        if self._popen is not None:
+        popen = self._popen
+        if popen is not None and any(proc.pid == popen.pid for proc in tree):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._popen.wait(timeout=timeout)
+                popen.wait(timeout=timeout)
         try:
             wait_until(
-                lambda: not any(_alive(proc) for proc in tree),
+                lambda: not any(alive(proc) for proc in tree),
                 timeout=timeout,
                 what=f"every process of {self.name} to exit",
             )
         except WaitTimeout as error:
             raise StackError(str(error)) from error
 
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+    def _wait_status(self, tree: list[psutil.Process], *, stopped: bool) -> None:
+        """Signals are delivered asynchronously: return once every living member of the tree
+        is (or is no longer) stopped."""
+
+        def settled() -> bool:
+            for member in tree:
+                try:
+                    status = member.status()
+                except psutil.Error:
+                    continue  # gone: nothing to wait for
+                if status != psutil.STATUS_ZOMBIE and (status == psutil.STATUS_STOPPED) != stopped:
+                    return False
+            return True
+
+        what = f"{self.name} to be {'stopped' if stopped else 'running again'}"
         try:
-            with self.log_path.open("rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                size = handle.tell()
-                handle.seek(max(0, size - 16384))
-                text = handle.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+            wait_until(settled, timeout=KILL_WAIT_SECONDS, what=what)
+        except WaitTimeout as error:
+            raise StackError(str(error)) from error
+
+
+class ProcessService(ReadyWait):
+    """A service that is one process tree: a fault on it goes to the whole tree."""
+
+    process: ProcessTree
+
+    def is_running(self) -> bool:
+        return self.process.is_running()
+
+    def is_paused(self) -> bool:
+        return self.process.paused and self.process.is_running()
+
+    def pause(self) -> None:
+        if not self.process.is_running():
+            raise StackError(f"cannot pause {self.name}: it is not running")
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+class ManagedProcess(ProcessTree):
+    """One service process chaos-model starts (``launch``) and supervises."""
+
+    def __init__(self, launch: Launch, user: str | None = None) -> None:
+        self.name = launch.name
+        self.launch = launch
+        self.log_path = launch.log_path
+        self.user = user
+
+    def root(self) -> psutil.Process | None:
+        if self._popen is None or self._popen.poll() is not None:
+            return None
+        try:
+            proc = psutil.Process(self._popen.pid)
+        except psutil.NoSuchProcess:
+            return None
+        return proc if alive(proc) else None
+
+    def start(self) -> None:
+        if self.is_running():
+            raise StackError(f"{self.name} is already running (pid {self.pid})")
+        self._popen = self.launch.start(self.user)
+        self.paused = False
+
+    def log_tail(self, lines: int = 30) -> str:
+        return file_tail(self.log_path, lines)
+
+
+class PidFileProcess(ProcessTree):
+    """A process of an attached system: whatever live process its pid file names."""
+
+    stop_grace = 10.0
+
+    def __init__(self, name: str, pid_file: Path) -> None:
+        self.name = name
+        self.pid_file = pid_file
+
+    def root(self) -> psutil.Process | None:
+        if self._popen is not None:
+            self._popen.poll()  # reap it if it exited: a zombie is not running
+        return named_process(self.pid_file)
+
+    def start(self, launch: Launch) -> None:
+        if self.is_running():
+            raise StackError(f"{self.name} is already running (pid {self.pid})")
+        try:
+            self._popen = launch.start()
+        except OSError as error:
+            raise StackError(
+                f"cannot start {self.name} ({' '.join(launch.argv)}): {error}"
+            ) from None
+        self.paused = False
+
+    def start_failed(self) -> bool:
+        """No process under the pid file, and none on its way: the start command failed (it
+        runs in the foreground, or exits 0 once the service it started wrote its pid file)."""
+        return self._popen is None or self._popen.poll() not in (None, 0)
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in ``path`` (its first word), or None when there is none."""
+    try:
+        words = path.read_text().split()
+    except OSError:
+        return None
+    if not words or not words[0].isdigit():
+        return None
+    return int(words[0])
+
+
+def named_process(path: Path) -> psutil.Process | None:
+    """The live process ``path`` names; None when it names none, or a recycled pid (a process
+    created after the file was written cannot be the one it names)."""
+    pid = read_pid(path)
+    if pid is None or pid <= 0:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.create_time() > path.stat().st_mtime + PID_SLACK_SECONDS:
+            return None
+    except (psutil.Error, OSError):
+        return None
+    return proc if alive(proc) else None

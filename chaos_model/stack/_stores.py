@@ -45,6 +45,15 @@ class StoreClients:
 
         return self._loop.run(probe(), timeout=1.5)
 
+    def nats_answers(self) -> bool:
+        """NATS accepts a connection (the stores' own, kept for the purge)."""
+
+        async def connect() -> bool:
+            await self._nats_client()
+            return True
+
+        return self._loop.run(connect(), timeout=3)
+
     def reset(self) -> None:
         """Run the reset SQL and purge the JetStream stream."""
         self._loop.run(self._reset(), timeout=10)
@@ -68,7 +77,7 @@ class StoreClients:
                 if attempt == 2:
                     raise
 
-    async def _purge_stream(self) -> None:
+    async def _nats_client(self) -> NatsClient:
         if self._nats is None or not self._nats.is_connected:
             if self._nats is not None:
                 with contextlib.suppress(Exception):
@@ -76,8 +85,12 @@ class StoreClients:
             self._nats = await nats.connect(
                 self.nats_url, connect_timeout=2, allow_reconnect=False, error_cb=_quiet
             )
+        return self._nats
+
+    async def _purge_stream(self) -> None:
+        client = await self._nats_client()
         with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._nats.jetstream().purge_stream(self.stream)
+            await client.jetstream().purge_stream(self.stream)
 
     def close(self) -> None:
         async def close() -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from chaos_model.errors import UnsafeTarget
 from chaos_model.guard import ENV_VAR, ensure_injectable, is_loopback
-from chaos_model.stack import Endpoints, LocalStack, RemoteStack
+from chaos_model.lease import RemoteStack
+from chaos_model.stack import Endpoints, LocalStack
 
 LOCAL = Endpoints(
     database_url="postgresql://postgres@127.0.0.1:5432/postgres",

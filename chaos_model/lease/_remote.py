@@ -28,7 +28,7 @@ from chaos_model.adapter import TargetSpec, load_target
 from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
-from chaos_model.stack._base import Endpoints
+from chaos_model.stack import Endpoints
 
 HEARTBEAT_SECONDS = 0.2
 LEASE_TTL = 1.0

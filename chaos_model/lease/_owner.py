@@ -3,7 +3,7 @@
 ``chaos-model stack up`` owns a :class:`~chaos_model.stack.LocalStack` and lets runners in other
 processes drive it through :class:`StackOwner`: an HTTP API bound to 127.0.0.1 only, described
 by a JSON descriptor file (control URL, endpoints, failpoint file, ``"started_by":
-"chaos-model"``), which :class:`~chaos_model.stack.RemoteStack` reads.
+"chaos-model"``), which :class:`~chaos_model.lease.RemoteStack` reads.
 
 The API (JSON in, JSON out)::
 
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos_model.errors import ChaosModelError
-from chaos_model.stack._local import LocalStack
+from chaos_model.stack import LocalStack
 
 STARTED_BY = "chaos-model"
 WATCHDOG_PERIOD = 0.1

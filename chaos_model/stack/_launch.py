@@ -1,0 +1,129 @@
+"""How a service of the target is launched: its command, environment and folder, built in one
+place for every backend.
+
+:func:`service_launch` renders a service's command and the environment its adapter gives it; a
+backend adds only what is its own (the stack folder a local stack marks its processes with). A
+:class:`Launch` is data: an attached stack hands it to its guardian, which starts the service
+again the same way should the runner die mid-fault.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos_model.adapter import TargetSpec
+from chaos_model.adapter._render import Placeholders
+from chaos_model.errors import StackError
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One service's start: ``argv`` run in ``cwd`` with ``env`` added to the caller's
+    environment, its output appended to ``log``; with ``pid_file``, detached, its pid written
+    there (a service of a system chaos-model attached to)."""
+
+    name: str
+    argv: tuple[str, ...]
+    cwd: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    log: str = ""
+    pid_file: str = ""
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.log or os.devnull)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "argv": list(self.argv), "env": dict(self.env)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Launch:
+        return cls(
+            name=str(data["name"]),
+            argv=tuple(data["argv"]),
+            cwd=str(data.get("cwd", "")),
+            env=dict(data.get("env") or {}),
+            log=str(data.get("log", "")),
+            pid_file=str(data.get("pid_file", "")),
+        )
+
+    def start(self, user: str | None = None) -> subprocess.Popen[bytes]:
+        """Start the service in a session of its own (signals to the runner's process group do
+        not reach it), as ``user`` if given; write its pid file if it has one."""
+        with self.log_path.open("ab") as log:
+            log.write(f"--- starting {self.name}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                list(self.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd=self.cwd or None,
+                start_new_session=True,
+                user=user,
+                group=user,
+            )
+        if self.pid_file:
+            write_pid_file(Path(self.pid_file), popen.pid)
+        return popen
+
+
+#: renders one template; the key names where it comes from, for an error
+Render = Callable[[str, str], str]
+
+
+def render_with(values: Placeholders) -> Render:
+    """A renderer filling in ``values`` (the placeholders of a stack chaos-model started)."""
+    return lambda key, template: values.render(template)
+
+
+def service_launch(
+    target: TargetSpec,
+    name: str | None,
+    render: Render,
+    *,
+    command: Sequence[str] | None = None,
+    command_key: str = "command",
+    extra_env: Mapping[str, str] | None = None,
+    log: str = "",
+    pid_file: str = "",
+) -> Launch:
+    """The launch of service ``name`` (the migration when None): ``command`` (default: the
+    service's own) and the environment the adapter gives it, rendered, plus ``extra_env``."""
+    spec = target.services[name] if name is not None else None
+    where = f"services.{name}" if name is not None else "database.migrate"
+    if command is None:
+        command = spec.command if spec is not None else target.migrate
+    if command is None:
+        raise StackError(
+            f"{target.source}: {where}.{command_key}: missing; a local stack starts every"
+            " service (or attach to a running system with --attach-target)"
+        )
+    env = {key: render(f"env.{key} (for {where})", v) for key, v in target.env.items()}
+    if spec is not None:
+        env.update({key: render(f"{where}.env.{key}", v) for key, v in spec.env.items()})
+    env.update(extra_env or {})
+    return Launch(
+        name=name or "migrate",
+        argv=tuple(render(f"{where}.{command_key}", arg) for arg in command),
+        cwd=str(target.root.resolve()),
+        env=env,
+        log=log,
+        pid_file=pid_file,
+    )
+
+
+def write_pid_file(path: Path, pid: int) -> None:
+    """Replace ``path`` atomically with ``pid``."""
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fresh.write_text(f"{pid}\n")
+    fresh.replace(path)

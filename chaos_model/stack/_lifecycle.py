@@ -1,0 +1,264 @@
+"""The lifecycle every stack backend shares: start, heal, reset, restart the app, stop.
+
+:class:`StackLifecycle` owns what each backend does the same way: the context manager, a start
+that cleans up after itself when it fails (and turns SIGTERM into KeyboardInterrupt while the
+stack runs, so that Hypothesis lets it through and the stack is stopped), healing in rounds
+(failpoints, paused services, the LLM, the proxy's links and the database's connections before
+the target's processes are started again; then wait until everything is ready, and go round
+again if something exited meanwhile), reset and a fresh start of the app. A backend supplies only
+what differs: how it starts and stops, how a connection fault of its own is undone, and how its
+stores are emptied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import httpx
+
+from chaos_model.adapter import TargetSpec
+from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.failpoints import FailpointFile
+from chaos_model.proxy import ProxyClient
+from chaos_model.stack._base import Endpoints, Service
+
+#: heal restarts what is down and waits; a process may still be on its way down when heal starts
+#: (a failpoint that just fired), so it goes round again if something exited meanwhile
+HEAL_ROUNDS = 3
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # KeyboardInterrupt, not SystemExit: Hypothesis treats SystemExit raised inside a test as a
+    # failure to shrink, but always lets KeyboardInterrupt through.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class StackLifecycle:
+    """Base of the stacks chaos-model drives directly. Use as a context manager."""
+
+    backend = "stack"
+    target: TargetSpec
+    #: the stack's own HTTP client (readiness checks, the LLM stub's control API)
+    _http: httpx.Client | None = None
+    _endpoints: Endpoints | None = None
+    _proxy_client: ProxyClient | None = None
+    _started = False
+    _previous_sigterm: Any = None
+    start_seconds = 0.0
+    #: where a stack's processes keep their logs and state
+    dir: Path = Path()
+
+    # ----------------------------------------------------------------- what a backend supplies
+    @property
+    def services(self) -> Mapping[str, Service]:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        """Start everything and wait until it is ready."""
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        """Stop (or let go of) everything; never raises."""
+        raise NotImplementedError
+
+    def _heal_connections(self) -> list[str]:
+        """Undo the backend's own connection faults (pg_hba, a network disconnect)."""
+        return []
+
+    def _reset_stores(self) -> None:
+        raise NotImplementedError
+
+    def _failpoint_file(self) -> FailpointFile | None:
+        return None
+
+    def _app_services(self) -> Iterable[str]:
+        """The target's own services this stack can restart."""
+        return self.target.services
+
+    # ----------------------------------------------------------------- the shared surface
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise StackError("the stack is not started")
+        return self._endpoints
+
+    @property
+    def proxy(self) -> ProxyClient | None:
+        """The client of the stack's fault proxy (every link goes through it), if it has one."""
+        if self._proxy_client is None and self._endpoints is not None and self._endpoints.proxy_url:
+            self._proxy_client = ProxyClient(self._endpoints.proxy_url, timeout=2.0)
+        return self._proxy_client
+
+    @property
+    def log_dir(self) -> Path:
+        return self.dir / "logs"
+
+    def __enter__(self) -> Any:
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._started:
+            raise StackError(f"this {type(self).__name__} is already started")
+        began = time.monotonic()
+        self._started = True
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+
+    def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            if self._proxy_client is not None:
+                self._proxy_client.close()
+                self._proxy_client = None
+            if (
+                self._previous_sigterm is not None
+                and threading.current_thread() is threading.main_thread()
+            ):
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+
+    def heal(self) -> list[str]:
+        """Undo every fault: disarm failpoints, resume what is paused, clear the LLM fault and
+        the proxy's toxics, let connections in again; then start what is down, connections and
+        infrastructure before the target's processes, and wait until every service is ready."""
+        self._require_started()
+        healed = self._disarm_failpoints()
+        for name, service in self.services.items():
+            if service.is_paused():
+                service.resume()
+                healed.append(f"resumed {name}")
+        healed += self._clear_llm_fault()
+        healed += self._clear_toxics()
+        healed += self._heal_connections()
+        healed += self._start_in_rounds()
+        return healed
+
+    def reset(self) -> float:
+        """Return to an empty, healthy system between examples; return the seconds it took."""
+        began = time.monotonic()
+        self.heal()
+        failpoints = self._failpoint_file()
+        if failpoints is not None:
+            failpoints.clear()
+        self._llm_control("POST", "/control/reset")
+        self._reset_stores()
+        return time.monotonic() - began
+
+    def restart_app(self) -> None:
+        """Restart the target's own processes: a fresh start for a replay."""
+        names = list(self._app_services())
+        for name in names:
+            self.services[name].kill()
+        for name in names:
+            self.services[name].start()
+        for name in names:
+            self.services[name].wait_ready()
+
+    def wait_all_ready(self) -> None:
+        for service in self.services.values():
+            service.wait_ready()
+
+    # ----------------------------------------------------------------- heal, step by step
+    def _require_started(self) -> None:
+        if not self._started or self._http is None:
+            raise StackError(
+                f"the {self.backend} stack is not started (call start() or use `with`)"
+            )
+
+    def _disarm_failpoints(self) -> list[str]:
+        failpoints = self._failpoint_file()
+        if failpoints is None:
+            return []
+        armed: Iterable[str] = ()
+        with contextlib.suppress(OSError, ValueError):
+            armed = failpoints.armed()
+        failpoints.disarm_all()
+        return [f"disarmed failpoint {name}" for name in sorted(armed)]
+
+    def _clear_llm_fault(self) -> list[str]:
+        try:
+            active = self._llm_control("GET", "/control/stats").get("fault") is not None
+            self._llm_control("DELETE", "/control/fault")
+        except StackError:
+            return []  # not answering: started again below, with no fault
+        return ["cleared LLM fault"] if active else []
+
+    def _llm_control(self, method: str, path: str) -> dict[str, Any]:
+        assert self._http is not None
+        url = f"{self.endpoints.llm_url}{path}"
+        try:
+            response = self._http.request(method, url)
+            response.raise_for_status()
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise StackError(
+                f"the LLM stub's control API failed: {method} {url}: {error}"
+            ) from None
+        return answer if isinstance(answer, dict) else {}
+
+    def _clear_toxics(self) -> list[str]:
+        proxy_service = self.services.get("proxy")
+        if self.proxy is None or proxy_service is None or not proxy_service.is_running():
+            return []  # no proxy, or one restarted below: a new proxy has no toxics
+        try:
+            links = self.proxy.links()
+            toxics = sum(len(link.get("toxics", [])) for link in links.values())
+            down = [name for name, link in links.items() if not link.get("enabled", True)]
+            self.proxy.reset()
+        except Exception:  # noqa: BLE001 - an unreachable proxy is restarted below
+            return []
+        return ([f"cleared {toxics} toxic(s)"] if toxics else []) + [f"restored {n}" for n in down]
+
+    def _start_in_rounds(self) -> list[str]:
+        healed: list[str] = []
+        for round_ in range(HEAL_ROUNDS):
+            healed += self._start_stopped()
+            try:
+                self.wait_all_ready()
+                return healed
+            except ServiceNotReady:
+                exited = any(not s.is_running() for s in self.services.values())
+                if not exited or round_ == HEAL_ROUNDS - 1:
+                    raise
+        return healed
+
+    def _start_stopped(self) -> list[str]:
+        started: list[str] = []
+        for name, service in self.services.items():
+            if not service.is_running():
+                service.kill()  # reap any remnant of the tree
+                service.start()
+                started.append(f"restarted {name}")
+        return started
+
+    def _http_ok(self, url: str) -> bool:
+        if self._http is None:
+            return False
+        try:
+            return self._http.get(url, timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False

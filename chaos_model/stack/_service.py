@@ -1,0 +1,119 @@
+"""What every backend's service does the same way: wait until it is ready, restart.
+
+A backend's service says only how it is found running (a process, a container, a pid file), how
+it is probed, and what "gone" means for it; waiting with a deadline that names what it waited
+for, and noticing a service that exited instead of becoming ready, live here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from chaos_model._wait import WaitTimeout, wait_until
+from chaos_model.adapter import HttpCheck
+from chaos_model.adapter._render import check_passes
+from chaos_model.errors import ServiceNotReady
+
+LOG_TAIL_LINES = 30
+
+
+class ReadyWait:
+    """Mixin: ``wait_ready`` and ``restart`` from a service's own probes.
+
+    A subclass sets ``name``, ``_awaited`` (what readiness means, for the error) and
+    ``_ready_timeout``, and provides ``is_running``, ``kill``, ``start``, ``_ready`` and
+    ``log_tail``; it overrides ``_exited`` when "not running" can also mean "still starting".
+    """
+
+    name: str
+    _awaited: str
+    _ready_timeout: float
+    #: why a service that is not running can no longer become ready, for the error
+    _gone: str = "the process exited"
+
+    def is_running(self) -> bool:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _exited(self) -> bool:
+        return not self.is_running()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        seconds = self._ready_timeout if timeout is None else timeout
+        exited = False
+
+        def ready() -> bool:
+            nonlocal exited
+            if self._exited():
+                exited = True
+                return True
+            return self._ready()
+
+        try:
+            wait_until(ready, timeout=seconds, what=self._awaited)
+        except WaitTimeout as error:
+            raise ServiceNotReady(self.name, self._awaited, seconds, self.log_tail()) from error
+        if exited:
+            raise ServiceNotReady(
+                self.name, f"{self._awaited} ({self._gone})", 0.0, self.log_tail()
+            )
+
+
+def file_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file ('' when there is none)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def http_probe(
+    http: Callable[[], httpx.Client | None],
+    check: HttpCheck | None,
+    render: Callable[[str], str],
+    *,
+    in_container: bool = False,
+) -> tuple[Callable[[int | None], bool], str]:
+    """A readiness probe from an adapter's HTTP check, and what it awaits: ``probe(pid)`` is
+    true once the URL answers 200 with the expected fields. ``in_container``: the pid a service
+    reports is the one inside its container, which chaos-model does not know (a container's port
+    is its own anyway, so no older process can answer in its place)."""
+    if check is None:
+        return (lambda pid: True), "the service to run"
+    if in_container:
+        expected = {key: value for key, value in check.json.items() if value != "{pid}"}
+        check = dataclasses.replace(check, json=expected)
+    url = render(check.url)
+    awaited = f"GET {url} to answer 200" + (f" with {dict(check.json)}" if check.json else "")
+    ready = check
+
+    def probe(pid: int | None) -> bool:
+        client = http()
+        return client is not None and check_passes(client, url, ready, pid)
+
+    return probe, awaited
