@@ -35,7 +35,7 @@ from nats.aio.client import Client as NatsClient
 
 from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
-from chaos_model.adapter import TargetSpec
+from chaos_model.adapter import TargetSpec, llm_spec_to_json
 from chaos_model.adapter._render import Placeholders, check_passes, service_env
 from chaos_model.adapter.default import default_target
 from chaos_model.errors import ServiceNotReady, StackError
@@ -640,7 +640,10 @@ class LocalStack:
         )
 
     def _llm_service(self, ports: dict[str, int]) -> LocalService:
+        config = self.dir / "llm-config.json"
+        config.write_text(json.dumps(llm_spec_to_json(self.target.llm)))
         argv = [sys.executable, "-m", "chaos_model.llm_stub", "--port", str(ports["llm"])]
+        argv += ["--config", str(config)]
         process = ManagedProcess(
             "llm", argv, log_path=self.log_dir / "llm.log", env=self._marked_env()
         )
