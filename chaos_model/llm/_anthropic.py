@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chaos_model.llm._reply import REFUSAL, Reply, half, pieces, random_id, sse, tokens
+from chaos_model.llm._reply import REFUSAL, Reply, broken, pieces, random_id, sse, tokens
 from chaos_model.llm._request import (
     Ask,
     BadRequest,
@@ -100,12 +100,12 @@ def reply(ask: Ask, answer: Answer, body: Mapping[str, Any], mode: str | None) -
     elif answer.tool is not None:
         arguments: Any = answer.value
         if mode == "malformed_tool_call":  # what the API gives for a model's broken tool JSON
-            arguments = {"INVALID_JSON": half(content)}
+            arguments = {"INVALID_JSON": broken(content)}
         block = {"type": "tool_use", "id": random_id("toolu_01"), "name": answer.tool}
         block["input"] = arguments
         stop = "tool_use"
     else:
-        text = half(content) if mode == "malformed_tool_call" else content
+        text = broken(content) if mode == "malformed_tool_call" else content
         block = {"type": "text", "text": text}
     prompt = sum(tokens(text) for _, text in ask.turns)
     usage = {
@@ -131,7 +131,7 @@ def reply(ask: Ask, answer: Answer, body: Mapping[str, Any], mode: str | None) -
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     if block["type"] == "tool_use":
         opening = {**block, "input": {}}
-        json_text = content if mode != "malformed_tool_call" else half(content)
+        json_text = content if mode != "malformed_tool_call" else broken(content)
         deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces(json_text)]
     else:
         opening = {"type": "text", "text": ""}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from chaos_model.llm._reply import REFUSAL, Reply, half, ndjson, pieces, tokens
+from chaos_model.llm._reply import REFUSAL, Reply, broken, ndjson, pieces, tokens
 from chaos_model.llm._request import (
     Ask,
     BadRequest,
@@ -103,7 +103,7 @@ def reply(ask: Ask, answer: Answer, body: Mapping[str, Any], mode: str | None) -
         calls = [{"function": {"name": answer.tool, "arguments": answer.value}}]
         content = ""
     elif mode == "malformed_tool_call":  # Ollama gives a tool call it cannot parse as text
-        content = half(answer.content)
+        content = broken(answer.content)
     prompt = sum(tokens(text) for _, text in ask.turns)
     done = {
         "done": True,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chaos_model.llm._reply import REFUSAL, Reply, half, pieces, random_id, sse, tokens
+from chaos_model.llm._reply import REFUSAL, Reply, broken, pieces, random_id, sse, tokens
 from chaos_model.llm._request import (
     Ask,
     BadRequest,
@@ -109,10 +109,10 @@ def reply(ask: Ask, answer: Answer, body: Mapping[str, Any], mode: str | None) -
     if mode == "refusal":
         message["refusal"] = content = REFUSAL
     elif answer.tool is not None:
-        arguments = half(content) if mode == "malformed_tool_call" else content
+        arguments = broken(content) if mode == "malformed_tool_call" else content
         message["tool_calls"] = [_call(answer.tool, arguments)]
     else:
-        message["content"] = half(content) if mode == "malformed_tool_call" else content
+        message["content"] = broken(content) if mode == "malformed_tool_call" else content
     finish = "stop"
     if answer.tool is not None and mode != "refusal" and ask.tool_choice != "tool":
         finish = "tool_calls"

@@ -44,9 +44,12 @@ def random_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
-def half(text: str) -> str:
-    """The first half of ``text``: JSON that no parser accepts, for a malformed answer."""
-    return text[: max(1, len(text) // 2)]
+def broken(text: str) -> str:
+    """``text`` with a stray word after its opening bracket: JSON no parser accepts, not even a
+    lenient one reading a partial stream."""
+    if text[:1] in ("{", "["):
+        return f"{text[0]}oops, {text[1:]}"
+    return f"oops {text}"
 
 
 def pieces(text: str, count: int = 6) -> list[str]:

@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 from chaos_model.adapter import AnswerRule, LLMSpec
 from chaos_model.llm import CannotAnswer, answer_for, expected_knowledge, expected_score, instance
 from chaos_model.llm._faults import FaultSpecError, fault_from_spec
-from chaos_model.llm._request import BadRequest, message_key
 from chaos_model.llm._openai import parse_chat
+from chaos_model.llm._request import BadRequest, message_key
 
 CHAT = "/v1/chat/completions"
 
