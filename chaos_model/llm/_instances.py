@@ -104,6 +104,28 @@ class _Unsupported(Exception):
     pass
 
 
+#: constraints the anthropic SDK moves out of a schema into its description, as
+#: ``{minimum: 1, maximum: 10}``: a model reads them there, and so does the walk
+_HINTED = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_HINTED += ("minLength", "maxLength", "minItems", "maxItems")
+_HINTS = re.compile(r"\{((?:\w+: -?[\d.]+(?:, )?)+)\}$")
+
+
+def _with_hints(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    description = schema.get("description")
+    if not isinstance(description, str):
+        return schema
+    found = _HINTS.search(description)
+    if found is None:
+        return schema
+    hints: dict[str, Any] = {}
+    for pair in found.group(1).split(", "):
+        key, _, value = pair.partition(": ")
+        if key in _HINTED and key not in schema:
+            hints[key] = float(value) if "." in value else int(value)
+    return {**schema, **hints} if hints else schema
+
+
 class _Walk:
     def __init__(self, root: Any, rng: Random, words: Sequence[str]) -> None:
         self.root = root
@@ -115,7 +137,7 @@ class _Walk:
             return self.string({}, depth)
         if not isinstance(schema, Mapping):
             raise _Unsupported("false or not a schema")
-        schema = self.resolve(schema, depth)
+        schema = _with_hints(self.resolve(schema, depth))
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:

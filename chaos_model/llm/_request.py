@@ -53,7 +53,8 @@ class Ask:
     @property
     def texts(self) -> str:
         """The system prompt and every user message: what a rule's ``prompt`` searches."""
-        return "\n".join([self.system, *(text for role, text in self.turns if role == "user")])
+        users = (text for role, text in self.turns if role == "user")
+        return "\n".join(part for part in (self.system, *users) if part)
 
     def tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
