@@ -23,15 +23,15 @@ MESSAGES = [{"role": "user", "content": "Anna from Berlin came by twice."}]
 
 
 def _client(stub: Stub, **options: object) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=stub.url, api_key="test", **options)  # type: ignore[arg-type]
+    return anthropic.Anthropic(base_url=stub.url, api_key="test", **options)
 
 
 def test_a_forced_tool_is_answered_with_tool_use(stub: Stub) -> None:
     message = _client(stub).messages.create(
         model="claude-sonnet-4-5",
         max_tokens=256,
-        messages=MESSAGES,  # type: ignore[arg-type]
-        tools=[TOOL],  # type: ignore[list-item]
+        messages=MESSAGES,
+        tools=[TOOL],
         tool_choice={"type": "tool", "name": "save_contact"},
         metadata={"user_id": "message-9"},
     )
@@ -50,7 +50,7 @@ def test_structured_output_is_parsed(stub: Stub) -> None:
         model="claude-sonnet-4-5",
         max_tokens=256,
         messages=MESSAGES,
-        output_format=Contact,  # type: ignore[arg-type]
+        output_format=Contact,
     )
     assert isinstance(message.parsed_output, Contact)
     assert message.stop_reason == "end_turn"
@@ -64,10 +64,10 @@ def test_a_streamed_tool_call_accumulates_to_the_same_input(stub: Stub) -> None:
         "tools": [TOOL],
         "tool_choice": {"type": "any"},
     }
-    whole = _client(stub).messages.create(**request)  # type: ignore[call-overload]
-    with _client(stub).messages.stream(**request) as stream:  # type: ignore[arg-type]
+    whole = _client(stub).messages.create(**request)
+    with _client(stub).messages.stream(**request) as stream:
         streamed = stream.get_final_message()
-    assert streamed.content[0].input == whole.content[0].input  # type: ignore[union-attr]
+    assert streamed.content[0].input == whole.content[0].input
     assert streamed.stop_reason == "tool_use"
 
 
@@ -85,7 +85,7 @@ def test_a_rate_limit_carries_anthropics_headers_and_is_retried(stub: Stub) -> N
         _client(stub, max_retries=0).messages.create(
             model="m",
             max_tokens=16,
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
         )
     headers = raised.value.response.headers
     assert headers["retry-after"] == "0.3"
@@ -95,7 +95,7 @@ def test_a_rate_limit_carries_anthropics_headers_and_is_retried(stub: Stub) -> N
     stub.reset()  # the call above was told to wait: start afresh
     stub.fault("rate_limit", calls=1, retry_after=0.3)
     began = time.monotonic()
-    _client(stub, max_retries=1).messages.create(model="m", max_tokens=16, messages=MESSAGES)  # type: ignore[arg-type]
+    _client(stub, max_retries=1).messages.create(model="m", max_tokens=16, messages=MESSAGES)
     assert time.monotonic() - began >= 0.3
     assert [r["status"] for r in stub.records()] == [429, 200]
     assert not any(record["before_retry_after"] for record in stub.records())
@@ -107,7 +107,7 @@ def test_overloaded_is_529_overloaded_error(stub: Stub) -> None:
         _client(stub, max_retries=2).messages.create(
             model="m",
             max_tokens=16,
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
         )
     assert raised.value.status_code == 529 and raised.value.type == "overloaded_error"
     assert [record["status"] for record in stub.records()] == [529, 529, 529]
@@ -116,7 +116,7 @@ def test_overloaded_is_529_overloaded_error(stub: Stub) -> None:
 def test_a_service_unavailable_is_its_own_error(stub: Stub) -> None:
     stub.fault("error", calls=1, status=503)
     with pytest.raises(anthropic.ServiceUnavailableError):
-        _client(stub, max_retries=0).messages.create(model="m", max_tokens=16, messages=MESSAGES)  # type: ignore[arg-type]
+        _client(stub, max_retries=0).messages.create(model="m", max_tokens=16, messages=MESSAGES)
 
 
 def test_a_cut_stream_ends_in_a_protocol_error(stub: Stub) -> None:
@@ -126,7 +126,7 @@ def test_a_cut_stream_ends_in_a_protocol_error(stub: Stub) -> None:
         _client(stub, max_retries=0).messages.stream(
             model="m",
             max_tokens=16,
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
         ) as stream,
     ):
         stream.get_final_message()
@@ -139,8 +139,8 @@ def test_malformed_tool_json_in_a_stream_cannot_be_parsed(stub: Stub) -> None:
         _client(stub).messages.stream(
             model="m",
             max_tokens=16,
-            messages=MESSAGES,  # type: ignore[arg-type]
-            tools=[TOOL],  # type: ignore[list-item]
+            messages=MESSAGES,
+            tools=[TOOL],
             tool_choice={"type": "any"},
         ) as stream,
     ):
@@ -149,7 +149,7 @@ def test_malformed_tool_json_in_a_stream_cannot_be_parsed(stub: Stub) -> None:
 
 def test_a_refusal_stops_with_refusal(stub: Stub) -> None:
     stub.fault("refusal", calls=1)
-    message = _client(stub).messages.create(model="m", max_tokens=16, messages=MESSAGES)  # type: ignore[arg-type]
+    message = _client(stub).messages.create(model="m", max_tokens=16, messages=MESSAGES)
     assert message.stop_reason == "refusal"
 
 
@@ -158,7 +158,7 @@ def test_a_bad_request_is_a_bad_request_error(stub: Stub) -> None:
         _client(stub).messages.create(
             model="m",
             max_tokens=16,
-            messages=MESSAGES,  # type: ignore[arg-type]
-            tools=[TOOL],  # type: ignore[list-item]
+            messages=MESSAGES,
+            tools=[TOOL],
             tool_choice={"type": "tool", "name": "nope"},
         )

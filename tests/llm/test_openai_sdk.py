@@ -31,7 +31,7 @@ MESSAGES = [
 
 
 def _client(stub: Stub, **options: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stub.url}/v1", api_key="test", **options)  # type: ignore[arg-type]
+    return openai.OpenAI(base_url=f"{stub.url}/v1", api_key="test", **options)
 
 
 def test_a_json_schema_response_format_is_parsed(stub: Stub) -> None:
@@ -87,15 +87,15 @@ def test_an_adapter_rule_makes_the_model_call_a_tool_once(stub: Stub) -> None:
     }
     client = _client(stub)
     messages: list[dict[str, object]] = [{"role": "user", "content": "Weather?"}]
-    first = client.chat.completions.create(model="m", messages=messages, tools=[tool])  # type: ignore[arg-type,list-item]
+    first = client.chat.completions.create(model="m", messages=messages, tools=[tool])
     (call,) = first.choices[0].message.tool_calls or []
     assert first.choices[0].finish_reason == "tool_calls"
-    assert call.function.arguments == '{"city": "Berlin"}'  # type: ignore[union-attr]
+    assert call.function.arguments == '{"city": "Berlin"}'
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
     ]
-    second = client.chat.completions.create(model="m", messages=messages, tools=[tool])  # type: ignore[arg-type,list-item]
+    second = client.chat.completions.create(model="m", messages=messages, tools=[tool])
     assert second.choices[0].message.tool_calls is None and second.choices[0].message.content
     assert [r["rule"] for r in stub.records()] == ["weather", "text"]
 
