@@ -106,8 +106,10 @@ class _Unsupported(Exception):
 
 #: constraints the anthropic SDK moves out of a schema into its description, as
 #: ``{minimum: 1, maximum: 10}``: a model reads them there, and so does the walk
-_HINTED = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
-_HINTED += ("minLength", "maxLength", "minItems", "maxItems")
+_HINTED = frozenset(
+    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+    | {"minLength", "maxLength", "minItems", "maxItems"}
+)
 _HINTS = re.compile(r"\{((?:\w+: -?[\d.]+(?:, )?)+)\}$")
 
 
