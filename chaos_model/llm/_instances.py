@@ -261,6 +261,9 @@ class _Walk:
                 item = self.value(item_schema, depth + 1)
                 if json.dumps(item, sort_keys=True) not in seen:
                     break
+            else:
+                if isinstance(item, str):  # a prompt of few words: number the repeat
+                    item = f"{item} {index + 1}"
             seen.add(json.dumps(item, sort_keys=True))
             out.append(item)
         return out

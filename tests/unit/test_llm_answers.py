@@ -132,6 +132,13 @@ def test_a_structured_answer_is_a_valid_instance_and_the_same_for_the_same_seed(
     assert answers == [instance(schema, seed, text) for seed in range(20)]
 
 
+def test_list_items_are_distinct_even_from_a_one_word_prompt() -> None:
+    schema = {"type": "array", "items": {"type": "string"}, "minItems": 5, "maxItems": 5}
+    for seed in range(20):
+        items = instance(schema, seed, "sweep")
+        assert len(set(items)) == 5, items
+
+
 def test_seeds_give_different_answers() -> None:
     schema = Extraction.model_json_schema()
     assert len({json.dumps(instance(schema, seed, "a b c d e f")) for seed in range(20)}) > 10
