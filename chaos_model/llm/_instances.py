@@ -22,11 +22,6 @@ from functools import lru_cache
 from random import Random
 from typing import Any
 
-from hypothesis import strategies as st
-from hypothesis.control import BuildContext
-from hypothesis.errors import HypothesisException, StopTest
-from hypothesis.internal.conjecture.data import ConjectureData
-from hypothesis.internal.conjecture.providers import HypothesisProvider
 from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
@@ -38,8 +33,6 @@ MAX_DEPTH = 6
 TRIES = 5
 FALLBACK_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 _WORD = re.compile(r"\w[\w'-]*")
-#: characters a pattern's strings are drawn from: printable ASCII, as a model would write
-_TAME = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
 
 
 class CannotAnswer(Exception):
@@ -76,28 +69,6 @@ def _validator(key: str) -> Validator:
     except SchemaError as error:
         raise CannotAnswer(f"not a valid JSON schema: {error.message}") from None
     return cls(schema, format_checker=FormatChecker())
-
-
-@lru_cache(maxsize=512)
-def _pattern_strategy(pattern: str) -> st.SearchStrategy[str]:
-    return st.from_regex(pattern, fullmatch=True, alphabet=_TAME)
-
-
-class _SourceFreeProvider(HypothesisProvider):
-    """Hypothesis's provider, minus the constants it collects from the modules loaded in the
-    process: with them, the same seed would draw differently in the stub and in the oracle."""
-
-    def _maybe_draw_constant(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def _draw(strategy: st.SearchStrategy[str], seed: int) -> str:
-    data = ConjectureData(random=Random(seed), provider=_SourceFreeProvider)
-    try:
-        with BuildContext(data, wrapped_test=_draw):  # as hypothesis.find draws
-            return data.draw(strategy)
-    except (StopTest, HypothesisException, re.error) as error:
-        raise _Unsupported(f"no string drawn for the pattern: {error!r}") from None
 
 
 class _Unsupported(Exception):
@@ -270,7 +241,12 @@ class _Walk:
 
     def string(self, schema: Mapping[str, Any], depth: int) -> str:
         if "pattern" in schema:
-            return _draw(_pattern_strategy(str(schema["pattern"])), self.rng.getrandbits(64))
+            from chaos_model.llm._patterns import NoString, pattern_string
+
+            try:
+                return pattern_string(str(schema["pattern"]), self.rng.getrandbits(64))
+            except NoString as error:
+                raise _Unsupported(str(error)) from None
         made = self.formatted(str(schema.get("format", "")))
         if made is None:
             made = " ".join(self.rng.choice(self.words) for _ in range(self.rng.randint(1, 4)))
