@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from chaos_model.adapter import LLMSpec, llm_spec_from_json, llm_spec_to_json
 from chaos_model.errors import AdapterError
 from chaos_model.llm._embeddings import embedding
-from chaos_model.llm._faults import Fault, FaultSpecError, fault_from_spec
+from chaos_model.llm._faults import NO_ANSWER, Fault, FaultSpecError, fault_from_spec
 from chaos_model.llm._formats import CHAT, EMBED, ChatFormat, EmbedFormat, Format
 from chaos_model.llm._instances import CannotAnswer
 from chaos_model.llm._records import Record, Records
@@ -144,7 +144,7 @@ def build_app(spec: LLMSpec | None = None) -> Starlette:
         return ask, body, state.records.begin(record)
 
     async def failure(fmt: Format, ask: Ask | EmbedAsk, fault: Fault, record: Record) -> Reply:
-        """The reply of a fault that answers with no answer at all, or None."""
+        """The reply of a fault in :data:`NO_ANSWER`."""
         if fault.mode == "rate_limit":
             state.records.retry_after(record, fault.retry_after, time.time())
             return fmt.error("rate_limit", 429, fault.retry_after)
@@ -166,16 +166,9 @@ def build_app(spec: LLMSpec | None = None) -> Starlette:
         assert isinstance(ask, Ask)
         try:
             fault = state.take_fault(ask)
-            record.fault = fault.mode if fault is not None else None
-            if fault is not None and fault.mode in (
-                "rate_limit",
-                "overloaded",
-                "malformed",
-                "hang",
-                "error",
-            ):
+            mode = record.fault = fault.mode if fault is not None else None
+            if fault is not None and fault.mode in NO_ANSWER:
                 return send(await failure(fmt, ask, fault, record), record)
-            mode = fault.mode if fault is not None else None
             if fault is not None and (
                 mode == "slow" or (mode == "slow_first_token" and not ask.stream)
             ):
@@ -209,7 +202,7 @@ def build_app(spec: LLMSpec | None = None) -> Starlette:
         try:
             fault = state.take_fault(ask)
             record.fault = fault.mode if fault is not None else None
-            if fault is not None and fault.mode not in ("slow", "cut"):
+            if fault is not None and fault.mode in NO_ANSWER:
                 return send(await failure(fmt, ask, fault, record), record)
             if fault is not None and fault.mode == "slow":
                 await asyncio.sleep(fault.delay)

@@ -30,6 +30,8 @@ MODES: tuple[str, ...] = (
     "malformed_tool_call",  # the tool call's (or structured answer's) JSON is cut short
     "refusal",  # the model refuses: OpenAI's refusal, Anthropic's stop_reason "refusal"
 )
+#: modes that send no answer at all: an error status, a body that is not JSON, or nothing
+NO_ANSWER = frozenset({"rate_limit", "error", "hang", "malformed", "overloaded"})
 #: modes about a chat answer's content, which an embedding call cannot have
 CHAT_ONLY = frozenset({"slow_first_token", "malformed_tool_call", "refusal"})
 ERROR_STATUSES = (500, 502, 503)
