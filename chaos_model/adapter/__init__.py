@@ -7,6 +7,12 @@ names a Python driver class (``[target] driver = "module:Class"``) that implemen
 """
 
 from chaos_model.adapter._compose_section import ComposeSpec
+from chaos_model.adapter._llm_section import (
+    AnswerRule,
+    LLMSpec,
+    llm_spec_from_json,
+    llm_spec_to_json,
+)
 from chaos_model.adapter._load import load_adapter, parse_adapter
 from chaos_model.adapter._spec import (
     INFRASTRUCTURE,
@@ -27,10 +33,12 @@ __all__ = [
     "DEFAULT_FILE",
     "INFRASTRUCTURE",
     "MODEL_STAGES",
+    "AnswerRule",
     "AttachSpec",
     "ComposeSpec",
     "DashboardSpec",
     "HttpCheck",
+    "LLMSpec",
     "Limits",
     "ObserveSpec",
     "QueueSpec",
@@ -38,6 +46,8 @@ __all__ = [
     "TargetSpec",
     "WebhookSpec",
     "default_target",
+    "llm_spec_from_json",
+    "llm_spec_to_json",
     "load_adapter",
     "load_target",
     "parse_adapter",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from chaos_model.adapter._compose_section import parse_compose
+from chaos_model.adapter._llm_section import LLMSpec, parse_llm
 from chaos_model.adapter._spec import (
     INFRASTRUCTURE,
     MODEL_STAGES,
@@ -267,6 +268,8 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
         if ":" not in experiments:
             experiments_table.fail("catalogue", f"expected 'module:NAME', got {experiments!r}")
         experiments_table.done()
+    llm_table = top.table("llm")
+    llm = parse_llm(llm_table) if llm_table is not None else LLMSpec()
     top.done()
     return TargetSpec(
         name=name,
@@ -289,6 +292,7 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
         attach=attach,
         compose=compose,
         experiments=experiments,
+        llm=llm,
     )
 
 

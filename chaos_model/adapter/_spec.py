@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from chaos_model.adapter._compose_section import ComposeSpec
+from chaos_model.adapter._llm_section import LLMSpec
 from chaos_model.errors import AdapterError
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -162,6 +163,8 @@ class TargetSpec:
     compose: ComposeSpec | None = None
     #: "module:NAME" of the target's named chaos experiments (a sequence of Experiment)
     experiments: str = ""
+    #: how the LLM stub answers this target and keys its records
+    llm: LLMSpec = field(default_factory=LLMSpec)
 
     @property
     def root(self) -> Path:

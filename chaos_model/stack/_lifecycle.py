@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from chaos_model.adapter import TargetSpec
+from chaos_model.adapter import LLMSpec, TargetSpec, llm_spec_to_json
 from chaos_model.errors import ServiceNotReady, StackError
 from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
@@ -54,6 +54,8 @@ class StackLifecycle:
     start_seconds = 0.0
     #: where a stack's processes keep their logs and state
     dir: Path = Path()
+    #: the LLM stub was started with the adapter's ``[llm]`` section; else every reset sends it
+    _llm_configured_at_launch = False
 
     # ----------------------------------------------------------------- what a backend supplies
     @property
@@ -165,6 +167,8 @@ class StackLifecycle:
         if failpoints is not None:
             failpoints.clear()
         self._llm_control("POST", "/control/reset")
+        if not self._llm_configured_at_launch and self.target.llm != LLMSpec():
+            self._llm_control("POST", "/control/config", llm_spec_to_json(self.target.llm))
         self._reset_stores()
         return time.monotonic() - began
 
@@ -207,11 +211,13 @@ class StackLifecycle:
             return []  # not answering: started again below, with no fault
         return ["cleared LLM fault"] if active else []
 
-    def _llm_control(self, method: str, path: str) -> dict[str, Any]:
+    def _llm_control(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         assert self._http is not None
         url = f"{self.endpoints.llm_url}{path}"
         try:
-            response = self._http.request(method, url)
+            response = self._http.request(method, url, json=body)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as error:

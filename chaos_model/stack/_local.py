@@ -11,6 +11,7 @@ on SIGTERM it stops everything and leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from chaos_model._wait import wait_until
-from chaos_model.adapter import TargetSpec
+from chaos_model.adapter import TargetSpec, llm_spec_to_json
 from chaos_model.adapter._render import Placeholders
 from chaos_model.adapter.default import default_target
 from chaos_model.errors import StackError
@@ -132,6 +133,7 @@ class LocalStack(StackLifecycle):
 
     backend = "local"
     started_by = "chaos-model"
+    _llm_configured_at_launch = True
 
     def __init__(
         self,
@@ -282,7 +284,10 @@ class LocalStack(StackLifecycle):
         self._add(
             "nats", self._nats_process(nats_bin), f"{self.endpoints.nats_monitor_url}/healthz"
         )
+        llm_config = self.dir / "llm-config.json"
+        llm_config.write_text(json.dumps(llm_spec_to_json(self.target.llm)))
         llm = [sys.executable, "-m", "chaos_model.llm_stub", "--port", str(ports["llm"])]
+        llm += ["--config", str(llm_config)]
         self._add("llm", self._process("llm", llm), f"{self.endpoints.llm_url}/health")
         if initdb.wait() != 0:
             raise StackError(f"initdb failed; see {self.log_dir / 'initdb.log'}")

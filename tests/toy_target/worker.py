@@ -1,5 +1,9 @@
 """The toy target's worker: rates each stored message, then extracts facts from it.
 
+Rating is a plain HTTP call asking for a JSON object; extraction goes through the openai SDK
+with a structured output (a pydantic model as the ``json_schema`` response format), as a real
+service would, with the SDK's own retries.
+
 Run: ``TOY_DB=postgresql://... TOY_NATS=nats://... TOY_LLM=http://127.0.0.1:8081
 TOY_HEALTH_PORT=8091 python -m tests.toy_target.worker``. Ready when ``GET /healthz`` on
 ``TOY_HEALTH_PORT`` answers 200: both core-NATS subscriptions (queue group ``toy-workers``) are
@@ -19,6 +23,8 @@ from typing import Any
 import asyncpg
 import httpx
 import nats
+import openai
+import pydantic
 from nats.aio.msg import Msg
 
 from tests.toy_target.api import connect_nats
@@ -30,16 +36,17 @@ class LLMError(Exception):
     pass
 
 
-def _check(task: str, answer: Any) -> Any:
-    if task == "score":
-        score = answer["score"]
-        if type(score) not in (int, float) or not 0 <= score <= 1:
-            raise ValueError(score)
-        return score
-    items = answer["items"]
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise TypeError(items)
-    return items
+class Facts(pydantic.BaseModel):
+    """The extraction's structured output."""
+
+    facts: list[str] = pydantic.Field(min_length=1, max_length=5)
+
+
+def _check_score(answer: Any) -> float:
+    score = answer["score"]
+    if type(score) not in (int, float) or not 0 <= score <= 1:
+        raise ValueError(score)
+    return float(score)
 
 
 class Worker:
@@ -48,10 +55,19 @@ class Worker:
         self.subscribed = False
         self.pool: Any = None
         self.llm = httpx.AsyncClient(base_url=os.environ["TOY_LLM"], timeout=5)
+        self.sdk = openai.AsyncOpenAI(
+            base_url=os.environ["TOY_LLM"] + "/v1", api_key="toy", timeout=5, max_retries=2
+        )
 
     async def ask(self, pk: int, task: str, text: str) -> Any:
-        """The LLM's checked answer; three attempts, then :class:`LLMError`."""
-        messages = [{"role": "system", "content": task}, {"role": "user", "content": text}]
+        """The LLM's checked answer (a score, or the facts); :class:`LLMError` when it fails."""
+        if task == "score":
+            return await self.rate(pk, text)
+        return await self.extract(pk, text)
+
+    async def rate(self, pk: int, text: str) -> float:
+        """Three attempts over plain HTTP, then :class:`LLMError`."""
+        messages = [{"role": "system", "content": "score"}, {"role": "user", "content": text}]
         body: dict[str, Any] = {"model": "toy", "messages": messages, "user": f"toy-{pk}"}
         body["response_format"] = {"type": "json_object"}
         for attempt in range(3):
@@ -62,15 +78,38 @@ class Worker:
                 if response.status_code != 200:
                     raise LLMError(f"llm: HTTP {response.status_code}")
                 content = response.json()["choices"][0]["message"]["content"]
-                return _check(task, json.loads(content))
+                return _check_score(json.loads(content))
             except httpx.HTTPError as error:
                 reason = f"llm: {type(error).__name__}"
             except LLMError as error:
                 reason = str(error)
             except (ValueError, KeyError, IndexError, TypeError):
                 reason = "llm: malformed answer"
-            log.info("pk=%s %s attempt %d failed: %s", pk, task, attempt + 1, reason)
+            log.info("pk=%s score attempt %d failed: %s", pk, attempt + 1, reason)
         raise LLMError(reason)
+
+    async def extract(self, pk: int, text: str) -> list[str]:
+        """The SDK retries 429s and 5xx (honouring Retry-After); anything else is final."""
+        try:
+            completion = await self.sdk.chat.completions.parse(
+                model="toy",
+                messages=[
+                    {"role": "system", "content": "extract the facts"},
+                    {"role": "user", "content": text},
+                ],
+                response_format=Facts,
+                user=f"toy-{pk}",
+            )
+        except openai.APIStatusError as error:
+            raise LLMError(f"llm: HTTP {error.status_code}") from error
+        except openai.OpenAIError as error:
+            raise LLMError(f"llm: {type(error).__name__}") from error
+        except (pydantic.ValidationError, ValueError) as error:
+            raise LLMError("llm: malformed answer") from error
+        parsed = completion.choices[0].message.parsed
+        if parsed is None:
+            raise LLMError("llm: refused")
+        return parsed.facts
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -149,6 +188,7 @@ class Worker:
             await asyncio.wait(self.tasks, timeout=5)
         server.close()
         await self.llm.aclose()
+        await self.sdk.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.pool.close(), 5)
 

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from chaos_model.adapter import load_adapter, parse_adapter
+from chaos_model.adapter import (
+    AnswerRule,
+    LLMSpec,
+    llm_spec_from_json,
+    llm_spec_to_json,
+    load_adapter,
+    parse_adapter,
+)
 from chaos_model.errors import AdapterError
 from chaos_model.invariants import applicable
 
@@ -147,6 +154,29 @@ BROKEN = [
         "services.web.ready.url: {ports[status]}: the service declares no port 'status'",
     ),
     ({"attach.llm_url": "http://127.0.0.1:1"}, "attach.database_url: missing (required)"),
+    ({"llm.key": "cookie"}, "llm.key: expected one of user, header, prompt, got 'cookie'"),
+    ({"llm.key": "header"}, "llm.key_header: missing (required with key = 'header')"),
+    (
+        {"llm.key": "prompt", "llm.key_pattern": "(id"},
+        "llm.key_pattern: not a valid regular expression",
+    ),
+    ({"llm.rules": "facts"}, "llm.rules: expected a list"),
+    ({"llm.rules": [{"tool": "x"}]}, "llm.rules[0].name: missing (required)"),
+    ({"llm.rules": [{"name": "a", "colour": "red"}]}, "llm.rules[0].colour: unknown key"),
+    (
+        {"llm.rules": [{"name": "a", "json": {"x": 1}, "text": "x"}]},
+        "llm.rules[0].text: give one of answer, json or text, not json and text",
+    ),
+    (
+        {"llm.rules": [{"name": "a", "answer": "poem"}]},
+        "llm.rules[0].answer: expected one of schema, score, extract, text, got 'poem'",
+    ),
+    (
+        {"llm.rules": [{"name": "a", "provider": "gemini"}]},
+        "llm.rules[0].provider: expected one of openai, anthropic, ollama",
+    ),
+    ({"llm.rules": [{"name": "a", "prompt": "[x"}]}, "llm.rules[0].prompt: not a valid regular"),
+    ({"llm.rules": [{"name": "a"}, {"name": "a"}]}, "llm.rules: two rules are named 'a'"),
 ]
 
 
@@ -168,6 +198,55 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_adapter(_write(tmp_path, "[target\nname = 1"))
     with pytest.raises(AdapterError, match="target: expected a table"):
         load_adapter(_write(tmp_path, 'target = "pipeline"'))
+
+
+LLM_SECTION = """
+[llm]
+key = "header"
+key_header = "X-Message-Id"
+
+[[llm.rules]]
+name = "facts"
+tool = "record_facts"
+
+[[llm.rules]]
+name = "sentiment"
+model = "gpt-4o*"
+prompt = "(?i)sentiment"
+json = { label = "positive" }
+
+[[llm.rules]]
+name = "greeting"
+provider = "anthropic"
+system = "greet"
+text = "Hello from the stub"
+"""
+
+
+def test_the_llm_section_names_the_message_key_and_the_answer_rules(tmp_path: Path) -> None:
+    spec = load_adapter(_write(tmp_path, MINIMAL + LLM_SECTION)).llm
+    assert (spec.key, spec.key_header) == ("header", "X-Message-Id")
+    facts, sentiment, greeting = spec.rules
+    assert facts == AnswerRule(name="facts", tool="record_facts")
+    assert (sentiment.model, sentiment.json) == ("gpt-4o*", {"label": "positive"})
+    assert (greeting.provider, greeting.system, greeting.text) == (
+        "anthropic",
+        "greet",
+        "Hello from the stub",
+    )
+    assert llm_spec_from_json(llm_spec_to_json(spec), "stub.json") == spec
+
+
+def test_without_an_llm_section_the_stub_keeps_its_built_in_rules(tmp_path: Path) -> None:
+    assert load_adapter(_write(tmp_path, MINIMAL)).llm == LLMSpec()
+    assert REFERENCE.llm == LLMSpec()
+
+
+def test_the_stubs_json_config_is_checked_like_the_section() -> None:
+    with pytest.raises(AdapterError, match=r"^stub\.json: llm\.rules\[0\]\.answer: expected"):
+        llm_spec_from_json({"rules": [{"name": "a", "answer": "poem"}]}, "stub.json")
+    with pytest.raises(AdapterError, match=r"^stub\.json: llm: expected a JSON object, got list"):
+        llm_spec_from_json([], "stub.json")
 
 
 def test_a_stage_the_adapter_does_not_map_is_named(tmp_path: Path) -> None:

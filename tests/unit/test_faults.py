@@ -103,6 +103,18 @@ def test_to_json_shapes() -> None:
         "retry_after": 1.0,
         "delay": 0.5,
     }
+    narrowed = LLMFault("overloaded", calls=2, provider="anthropic", tool="record_facts")
+    assert narrowed.to_json() == {
+        "kind": "llm",
+        "mode": "overloaded",
+        "seconds": 2.0,
+        "calls": 2,
+        "retry_after": 1.0,
+        "delay": 0.5,
+        "tool": "record_facts",
+        "provider": "anthropic",
+    }
+    assert fault_from_json(narrowed.to_json()) == narrowed
 
 
 def test_describe() -> None:

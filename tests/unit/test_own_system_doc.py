@@ -44,6 +44,14 @@ def test_the_attach_snippet_completes_the_toy_adapter() -> None:
     load_adapter(TOY)  # and the file itself loads as it is
 
 
+def test_the_llm_snippet_completes_the_toy_adapter() -> None:
+    (snippet,) = [block for block in _blocks("toml") if "[llm]" in block]
+    data = _merge(tomllib.loads(TOY.read_text()), tomllib.loads(snippet))
+    llm = parse_adapter(data, TOY).llm
+    assert [rule.name for rule in llm.rules] == ["weather", "sentiment", "facts"]
+    assert (llm.key, llm.key_header) == ("header", "X-Message-Id")
+
+
 def test_every_command_in_the_guide_parses() -> None:
     commands = [
         line.split("chaos-model", 1)[1]
