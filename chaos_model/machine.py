@@ -31,6 +31,7 @@ from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.adapter import TargetSpec
 from chaos_model.config import ALL_FAULT_KINDS, ChaosConfig
 from chaos_model.errors import AdapterError, ServiceNotReady
+from chaos_model.example import ExampleObserver
 from chaos_model.faults import (
     ArmFailpoint,
     Fault,
@@ -53,7 +54,6 @@ from chaos_model.invariants import (
     applicable,
 )
 from chaos_model.observe import Snapshot
-from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
 from chaos_model.target import driver_class, make_target
 from chaos_model.telegram import BotApi, run_chat_id
@@ -136,7 +136,7 @@ class ChaosMachine(RuleBasedStateMachine):
 
     stack: ClassVar[Stack]
     config: ClassVar[ChaosConfig]
-    recorder: ClassVar[RunRecorder]
+    recorder: ClassVar[ExampleObserver]
     #: the configured fault kinds the stack can perform
     usable_faults: ClassVar[frozenset[str]]
 
@@ -626,7 +626,7 @@ def _is_finding(error: BaseException | None) -> bool:
     return isinstance(error, Exception) and not isinstance(error, HypothesisException)
 
 
-def bind(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> type[ChaosMachine]:
+def bind(stack: Stack, config: ChaosConfig, recorder: ExampleObserver) -> type[ChaosMachine]:
     """A ChaosMachine subclass bound to one running stack and run configuration, with the
     rules its target's adapter allows."""
     spec: TargetSpec = stack.target

@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,7 +23,7 @@ from chaos_model.reporting.capture import ExampleCapture, capture_example
 from chaos_model.run_stats import InvariantExercise
 
 if TYPE_CHECKING:
-    from chaos_model.machine import ChaosMachine
+    from chaos_model.example import ExampleView
 
 
 class BudgetSpent(KeyboardInterrupt):
@@ -46,6 +47,38 @@ class FailureRecord:
     capture: ExampleCapture | None = None
     #: the adapter file of the target it failed on
     target: str = ""
+
+
+@dataclass
+class RunReport:
+    examples: int
+    steps: int
+    steps_per_second: float
+    faults: int
+    faults_by_kind: dict[str, int]
+    elapsed: float
+    reset_p50: float
+    violations: int
+    failure: FailureRecord | None = None
+    first_failure: FailureRecord | None = None
+    program: str | None = None
+    reproduced: int = 0
+    replays: int = 0
+    hypothesis_error: str | None = None
+    flaky: bool = False
+    notes: list[str] = field(default_factory=list)
+    first_failure_seconds: float | None = None
+    first_failure_examples: int = 0
+    first_failure_steps: int = 0
+    shrink_seconds: float = 0.0
+    apply_seconds: dict[str, list[float]] = field(default_factory=dict)
+    heal_seconds: dict[str, list[float]] = field(default_factory=dict)
+    #: the last passing example, when the run was asked to keep one for its report
+    passing_example: ExampleCapture | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
 
 @dataclass
@@ -115,8 +148,8 @@ class RunRecorder:
         self.faults += 1
         self.faults_by_kind[kind] = self.faults_by_kind.get(kind, 0) + 1
 
-    def violation(self, failed: list[Result]) -> None:
-        self._pending = failed
+    def violation(self, failed: Sequence[Result]) -> None:
+        self._pending = list(failed)
 
     def error(self, error: BaseException) -> None:
         """A step raised something other than a violation: a finding too, reported as such."""
@@ -126,7 +159,7 @@ class RunRecorder:
     def quiesced(self, seconds: float) -> None:
         self.quiesce_times.append(seconds)
 
-    def example_finished(self, machine: ChaosMachine) -> None:
+    def example_finished(self, machine: ExampleView) -> None:
         self._step_time += time.monotonic() - self._step_started
         self._collect_fault_latency(machine.history.to_json())
         self.exercise.record(machine, len(self.quiesce_times))
@@ -153,7 +186,7 @@ class RunRecorder:
         self.last_failure = record
         self._pending = []
 
-    def _capture(self, machine: ChaosMachine) -> ExampleCapture:
+    def _capture(self, machine: ExampleView) -> ExampleCapture:
         return capture_example(machine, self._step_started_at, self._pending, self.log_dirs)
 
     def _collect_fault_latency(self, ops: list[dict[str, Any]]) -> None:
@@ -201,7 +234,7 @@ class RunRecorder:
             self.out.write("\n")
             self.out.flush()
 
-    def _save(self, record: FailureRecord, machine: ChaosMachine, label: str) -> Path:
+    def _save(self, record: FailureRecord, machine: ExampleView, label: str) -> Path:
         if self.run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.run_dir = self.failures_dir / f"{stamp}-{record.invariants[0]}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from chaos_model.recorder import RunReport
 from chaos_model.reporting.writer import replay_command
-from chaos_model.runner import RunReport
 
 
 def print_report(report: RunReport, out: TextIO, *, bugs: Sequence[str] = ()) -> None:

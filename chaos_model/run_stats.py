@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chaos_model.invariants import ALL
 
 if TYPE_CHECKING:
-    from chaos_model.machine import ChaosMachine
+    from chaos_model.example import ExampleView
     from chaos_model.recorder import FailureRecord, RunRecorder
 
 #: rules that only set up an example (no operation, no fault): not counted
@@ -59,7 +59,7 @@ class InvariantExercise:
     checked: Counter[str] = field(default_factory=Counter)
     _liveness_checks_seen: int = 0
 
-    def record(self, machine: ChaosMachine, liveness_checks: int) -> None:
+    def record(self, machine: ExampleView, liveness_checks: int) -> None:
         """One finished example; ``liveness_checks`` counts the quiescence waits so far."""
         liveness = liveness_checks > self._liveness_checks_seen
         self._liveness_checks_seen = liveness_checks

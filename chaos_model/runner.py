@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -21,48 +20,18 @@ from chaos_model.recorder import (
     BudgetSpent,
     FailureRecord,
     RunRecorder,
+    RunReport,
     render_program,
     rewrite_steps,
 )
 from chaos_model.replay import replay
-from chaos_model.reporting.capture import ExampleCapture
 from chaos_model.run_stats import write_recorder_stats
 from chaos_model.stack import Stack
 from chaos_model.sweep import run_sweep
 
+__all__ = ["EXAMPLE_DATABASE", "RunReport", "hypothesis_settings", "run"]
+
 EXAMPLE_DATABASE = Path(".hypothesis") / "chaos-model"
-
-
-@dataclass
-class RunReport:
-    examples: int
-    steps: int
-    steps_per_second: float
-    faults: int
-    faults_by_kind: dict[str, int]
-    elapsed: float
-    reset_p50: float
-    violations: int
-    failure: FailureRecord | None = None
-    first_failure: FailureRecord | None = None
-    program: str | None = None
-    reproduced: int = 0
-    replays: int = 0
-    hypothesis_error: str | None = None
-    flaky: bool = False
-    notes: list[str] = field(default_factory=list)
-    first_failure_seconds: float | None = None
-    first_failure_examples: int = 0
-    first_failure_steps: int = 0
-    shrink_seconds: float = 0.0
-    apply_seconds: dict[str, list[float]] = field(default_factory=dict)
-    heal_seconds: dict[str, list[float]] = field(default_factory=dict)
-    #: the last passing example, when the run was asked to keep one for its report
-    passing_example: ExampleCapture | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.failure is not None
 
 
 def hypothesis_settings(config: ChaosConfig) -> settings:

@@ -8,7 +8,8 @@ Each task is acknowledged by hand, after its effect (or a retry) is committed; s
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
@@ -19,12 +20,21 @@ from pipeline_app.db import create_pool, enqueue, insert_event
 from pipeline_app.failpoints import failpoint
 from pipeline_app.llm import LLMClient, LLMUnavailable
 from pipeline_app.settings import get_settings
-from pipeline_app.stages import EXTRACT, SAVE, SCORE, fail_message, mark_processed, run_stage
+from pipeline_app.stages import (
+    EXTRACT,
+    SAVE,
+    SCORE,
+    Stage,
+    fail_message,
+    mark_processed,
+    run_stage,
+)
 
 settings = get_settings()
 broker = build_broker(settings, "pipeline")
 
 Ctx = Annotated[Context, TaskiqDepends()]
+T = TypeVar("T")
 
 
 @broker.on_event(TaskiqEvents.WORKER_STARTUP)
@@ -101,83 +111,98 @@ async def _message_text(pool: asyncpg.Pool, message_id: int) -> str | None:
         return text
 
 
-@broker.task(task_name=SCORE.task_name)
-async def score_message_task(message_id: int, context: Ctx) -> None:
-    """Ask the LLM for a relevance score in [0, 1]; stage ``received`` -> ``scored``."""
+async def advance(
+    context: Context,
+    stage: Stage,
+    message_id: int,
+    *,
+    ask: str,
+    parse: Callable[[dict[str, Any]], T],
+    move: tuple[str, str],
+    effect: Callable[[asyncpg.Connection, T], Awaitable[None]],
+    then: Stage | None = None,
+    idempotent: bool = True,
+) -> None:
+    """One LLM stage of a message: read its text, ask the LLM (``ask``), and commit in one
+    transaction the processed marker, the stage move ``move`` (from, to), the stage's
+    ``effect``, the stage event and the next stage's task (``then``); acknowledge after."""
     pool: asyncpg.Pool = context.state.pool
     llm: LLMClient = context.state.llm
+    source, target = move
 
     async def work(pool: asyncpg.Pool) -> None:
         text = await _message_text(pool, message_id)
         if text is None:
             return
-        answer = await llm.complete_json("score", message_id, text)
-        score = _valid_score(answer)
-        await failpoint("worker.score.after_llm_before_commit")
+        answer = parse(await llm.complete_json(ask, message_id, text))
+        await failpoint(f"worker.{stage.name}.after_llm_before_commit")
         async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
-            if not await mark_processed(conn, SCORE, message_id):
+            if idempotent and not await mark_processed(conn, stage, message_id):
                 return
+            guard = " AND stage = $3" if idempotent else ""
             moved = await conn.fetchval(
-                "UPDATE messages SET stage = 'scored', score = $2, updated_at = now()"
-                " WHERE id = $1 AND stage = 'received' RETURNING id",
+                f"UPDATE messages SET stage = $2, updated_at = now() WHERE id = $1{guard}"
+                " RETURNING id",
                 message_id,
-                score,
+                target,
+                *((source,) if idempotent else ()),
             )
             if moved is None:
                 return
-            await insert_event(conn, message_id, "scored")
-            await enqueue(conn, EXTRACT.task_name, EXTRACT.args(message_id))
-        await failpoint("worker.score.after_commit_before_ack")
+            await effect(conn, answer)
+            await insert_event(conn, message_id, target)
+            if then is not None:
+                await enqueue(conn, then.task_name, then.args(message_id))
+        await failpoint(f"worker.{stage.name}.after_commit_before_ack")
 
     async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
         await fail_message(conn, message_id, reason)
 
-    await run_stage(pool, settings, SCORE, message_id, work, dead_letter)
+    await run_stage(pool, settings, stage, message_id, work, dead_letter)
     await _ack(context)
+
+
+@broker.task(task_name=SCORE.task_name)
+async def score_message_task(message_id: int, context: Ctx) -> None:
+    """Ask the LLM for a relevance score in [0, 1]; stage ``received`` -> ``scored``."""
+
+    async def store_score(conn: asyncpg.Connection, score: float) -> None:
+        await conn.execute("UPDATE messages SET score = $2 WHERE id = $1", message_id, score)
+
+    await advance(
+        context,
+        SCORE,
+        message_id,
+        ask="score",
+        parse=_valid_score,
+        move=("received", "scored"),
+        effect=store_score,
+        then=EXTRACT,
+    )
 
 
 @broker.task(task_name=EXTRACT.task_name)
 async def extract_knowledge_from_messages_task(message_id: int, context: Ctx) -> None:
     """Ask the LLM for knowledge items and store them; stage ``scored`` -> ``extracted``."""
-    pool: asyncpg.Pool = context.state.pool
-    llm: LLMClient = context.state.llm
 
-    async def work(pool: asyncpg.Pool) -> None:
-        text = await _message_text(pool, message_id)
-        if text is None:
-            return
-        items = _valid_items(await llm.complete_json("extract", message_id, text))
-        await failpoint("worker.extract.after_llm_before_commit")
-        async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
-            if bug("non_idempotent_extract"):
-                # BUG ZOO non_idempotent_extract: no processed marker, no stage guard and (see
-                # db.migrate) no unique key: a redelivered task stores the knowledge again.
-                await conn.execute(
-                    "UPDATE messages SET stage = 'extracted', updated_at = now() WHERE id = $1",
-                    message_id,
-                )
-            else:
-                if not await mark_processed(conn, EXTRACT, message_id):
-                    return
-                moved = await conn.fetchval(
-                    "UPDATE messages SET stage = 'extracted', updated_at = now()"
-                    " WHERE id = $1 AND stage = 'scored' RETURNING id",
-                    message_id,
-                )
-                if moved is None:
-                    return
-            await conn.executemany(
-                "INSERT INTO knowledge (message_id, item_no, content) VALUES ($1, $2, $3)",
-                [(message_id, number, item) for number, item in enumerate(items)],
-            )
-            await insert_event(conn, message_id, "extracted")
-        await failpoint("worker.extract.after_commit_before_ack")
+    async def store_items(conn: asyncpg.Connection, items: list[str]) -> None:
+        await conn.executemany(
+            "INSERT INTO knowledge (message_id, item_no, content) VALUES ($1, $2, $3)",
+            [(message_id, number, item) for number, item in enumerate(items)],
+        )
 
-    async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
-        await fail_message(conn, message_id, reason)
-
-    await run_stage(pool, settings, EXTRACT, message_id, work, dead_letter)
-    await _ack(context)
+    await advance(
+        context,
+        EXTRACT,
+        message_id,
+        ask="extract",
+        parse=_valid_items,
+        move=("scored", "extracted"),
+        effect=store_items,
+        # BUG ZOO non_idempotent_extract: no processed marker, no stage guard and (see
+        # db.migrate) no unique key: a redelivered task stores the knowledge again.
+        idempotent=not bug("non_idempotent_extract"),
+    )
 
 
 def _valid_score(answer: dict[str, Any]) -> float:

@@ -167,7 +167,7 @@ def run_experiment(
         result.error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
     result.violations = [str(finding) for finding in machine.findings]
     result.seconds = round(time.monotonic() - began, 2)
-    _observe_after(machine, stack, result)
+    _observe_after(machine, recorder, stack, result)
     if recorder.last_failure is not None and recorder.last_failure.directory is not None:
         result.failure_dir = str(recorder.last_failure.directory)
     result.as_expected = (
@@ -204,7 +204,9 @@ def _await(machine: ChaosMachine, args: dict[str, Any]) -> dict[str, Any]:
     return {"what": what, "seen": seen, "seconds": seconds, "timeout": timeout}
 
 
-def _observe_after(machine: ChaosMachine, stack: Stack, result: ExperimentResult) -> None:
+def _observe_after(
+    machine: ChaosMachine, recorder: RunRecorder, stack: Stack, result: ExperimentResult
+) -> None:
     result.webhook = _observe.webhook_answers(machine.history)
     result.faults = _observe.faults(machine.history)
     result.pending_at_deadline = dict(machine.pending_at_deadline)
@@ -213,8 +215,8 @@ def _observe_after(machine: ChaosMachine, stack: Stack, result: ExperimentResult
             feed.name: {"events": len(feed.events), "resumed": feed.resumed}
             for feed in machine.target.feeds()
         }
-    if machine.recorder.quiesce_times:
-        result.quiesce_seconds = round(machine.recorder.quiesce_times[-1], 2)
+    if recorder.quiesce_times:
+        result.quiesce_seconds = round(recorder.quiesce_times[-1], 2)
     probes = {
         update_id
         for update_id, chat in machine.model.sent.items()

@@ -23,7 +23,7 @@ from chaos_model.invariants import Result
 from chaos_model.target import message_row, update_keys
 
 if TYPE_CHECKING:
-    from chaos_model.machine import ChaosMachine
+    from chaos_model.example import ExampleView
 
 LOG_TAIL_LINES = 40
 _LOG_TAIL_BYTES = 64 * 1024
@@ -96,7 +96,7 @@ class ExampleCapture:
 
 
 def capture_example(
-    machine: ChaosMachine,
+    machine: ExampleView,
     step_started: list[float],
     findings: list[Result],
     log_paths: dict[str, Path],

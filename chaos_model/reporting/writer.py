@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from chaos_model.adapter import TargetSpec
-from chaos_model.recorder import FailureRecord
+from chaos_model.recorder import FailureRecord, RunReport
 from chaos_model.reporting.browser import HeadlessChromium, find_chromium
 from chaos_model.reporting.page import ExampleSection, FailureOutcome, ReportPage, render_page
 from chaos_model.reporting.timeline import build_timeline
-from chaos_model.runner import RunReport
 
 NO_CHROMIUM = "no PNG of the timeline: chromium is not installed (apt-get install chromium)"
 

@@ -1,49 +1,50 @@
-"""``chaos-model experiment list|run``: the command line of named experiments."""
+"""``chaos-model experiment list|run``: named experiments, fixed scenarios run with one command."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chaos_model.adapter import TargetSpec, load_target
-from chaos_model.experiments._model import BadExperiment, Experiment, check_target
+from chaos_model.cli._common import (
+    EXIT_OK,
+    EXIT_STACK,
+    EXIT_VIOLATION,
+    Parser,
+    add_stack_options,
+    add_target_option,
+    open_stack,
+)
+from chaos_model.experiments import BadExperiment, Experiment, check_target
 from chaos_model.experiments._store import ENV_DIR, TargetRef, all_experiments, find
 
-EXIT_OK, EXIT_DIFFERS, EXIT_STACK = 0, 1, 3
 DEFAULT_RESULTS = Path(".chaos-model") / "experiments"
 
 
-def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    from chaos_model.cli import add_target_option
+def add_experiments_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--experiments-dir",
+        type=Path,
+        default=None,
+        help=f"the folder of saved experiments (default ${ENV_DIR} or ./chaos-experiments)",
+    )
 
+
+def add_parser(commands: Any) -> None:
     experiment = commands.add_parser(
         "experiment", help="named chaos experiments: fixed scenarios run with one command"
     )
-    sub = experiment.add_subparsers(
-        dest="experiment_command", required=True, parser_class=parser_class
-    )
+    sub = experiment.add_subparsers(dest="experiment_command", required=True, parser_class=Parser)
     listing = sub.add_parser("list", help="every experiment with its hypothesis")
     add_target_option(listing)
-    _directory_option(listing)
+    add_experiments_dir(listing)
+    listing.set_defaults(handler=list_command)
     run = sub.add_parser("run", help="run one experiment (or --all) on a fresh local stack")
     run.add_argument("name", nargs="?", default=None, help="the experiment (see `list`)")
     run.add_argument("--all", action="store_true", help="run every experiment, one after another")
-    run.add_argument("--bug", action="append", default=[], metavar="NAME")
-    add_target_option(run)
-    run.add_argument(
-        "--attach", type=Path, default=None, metavar="STATE_FILE", help="run on an owned stack"
-    )
-    run.add_argument(
-        "--backend",
-        choices=("local", "compose"),
-        default="local",
-        help="the stack to start: local processes (default) or the adapter's compose file under"
-        " Docker",
-    )
+    add_stack_options(run, attach_target=False)
     run.add_argument(
         "--results-dir",
         type=Path,
@@ -58,36 +59,12 @@ def add_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> No
         help="then write every experiment with its last result as Markdown to FILE",
     )
     run.add_argument("--failures-dir", type=Path, default=Path("chaos-failures"))
-    _directory_option(run)
+    add_experiments_dir(run)
+    run.set_defaults(handler=run_command)
 
 
-def add_save_option(replay: argparse.ArgumentParser) -> None:
-    replay.add_argument(
-        "--save-as",
-        default=None,
-        metavar="NAME",
-        help="also save the program as the named experiment NAME (see `experiment list`)",
-    )
-    _directory_option(replay)
-
-
-def _directory_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--experiments-dir",
-        type=Path,
-        default=None,
-        help=f"the folder of saved experiments (default ${ENV_DIR} or ./chaos-experiments)",
-    )
-
-
-def main(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], Any]) -> int:
-    if args.experiment_command == "list":
-        return _list(args.experiments_dir, args.target)
-    return _run(args, open_stack)
-
-
-def _list(directory: Path | None, target: TargetRef) -> int:
-    for experiment in all_experiments(directory, target):
+def list_command(args: argparse.Namespace) -> int:
+    for experiment in all_experiments(args.experiments_dir, args.target):
         origin = "" if experiment.origin == "built-in" else f"  [saved from {experiment.origin}]"
         print(f"{experiment.name}{origin}")
         for line in textwrap.wrap(experiment.hypothesis, 92):
@@ -95,7 +72,7 @@ def _list(directory: Path | None, target: TargetRef) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], Any]) -> int:
+def run_command(args: argparse.Namespace) -> int:
     from chaos_model.experiments._docs import render_markdown
     from chaos_model.experiments._run import (
         read_results,
@@ -136,11 +113,13 @@ def _run(args: argparse.Namespace, open_stack: Callable[[argparse.Namespace], An
         print(f"wrote {args.markdown}")
     total = len(chosen)
     print(f"{total - differs} of {total} experiment(s) behaved as expected")
-    return EXIT_DIFFERS if differs else EXIT_OK
+    return EXIT_VIOLATION if differs else EXIT_OK
 
 
 def _choose(args: argparse.Namespace, target: TargetRef) -> list[Experiment]:
     """The experiments ``args`` name, each checked against ``target``."""
+    from chaos_model.adapter import TargetSpec, load_target
+
     chosen: list[Experiment] = (
         all_experiments(args.experiments_dir, target)
         if args.all

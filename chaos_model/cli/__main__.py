@@ -1,0 +1,3 @@
+from chaos_model.cli import main
+
+raise SystemExit(main())
