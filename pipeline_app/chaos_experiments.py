@@ -2,14 +2,24 @@
 
 chaos-model finds them through the adapter (``chaos-target.toml``: ``[experiments] catalogue =
 "pipeline_app.chaos_experiments:BUILT_IN"``); ``chaos-model experiment list|run`` shows and runs
-them next to the experiments saved in ``./chaos-experiments/``.
+them next to the experiments saved in ``./chaos-experiments/``. Each is plain data (the fields of
+``chaos_model.experiments.Experiment``), so the pipeline imports nothing of chaos-model here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from chaos_model.experiments import Experiment, step, wait_for
+
+def step(rule: str, **args: Any) -> dict[str, Any]:
+    """One step of a chaos program: a rule of chaos-model's machine and its arguments."""
+    return {"rule": rule, "args": args}
+
+
+def wait_for(condition: str, timeout: float = 15.0, **args: Any) -> dict[str, Any]:
+    """An ``await`` step: wait until ``condition`` is observed, at most ``timeout`` seconds."""
+    return step("await", condition=condition, timeout=timeout, **args)
+
 
 STALL_RESPONSES: dict[str, Any] = {
     "type": "timeout",
@@ -18,8 +28,8 @@ STALL_RESPONSES: dict[str, Any] = {
     "attributes": {"timeout": 0},
 }
 
-BUILT_IN: tuple[Experiment, ...] = (
-    Experiment(
+BUILT_IN: tuple[dict[str, Any], ...] = (
+    dict(
         name="nats-broker-crash-during-message-processing",
         hypothesis=(
             "NATS is SIGKILLed while messages are between stages. No message is lost: the "
@@ -60,7 +70,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "`publish_outside_txn` show what this experiment catches without them."
         ),
     ),
-    Experiment(
+    dict(
         name="postgres-connection-loss-and-pool-recovery",
         hypothesis=(
             "Every PostgreSQL connection is terminated, then PostgreSQL is SIGKILLed. While it "
@@ -100,7 +110,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "`respond_before_commit` answers 200 before the commit."
         ),
     ),
-    Experiment(
+    dict(
         name="worker-crash-during-llm-call",
         hypothesis=(
             "The worker crashes after the LLM answered but before the score was committed. The "
@@ -132,7 +142,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "acknowledges on receipt and loses the message here."
         ),
     ),
-    Experiment(
+    dict(
         name="telegram-webhook-timeout-and-redelivery",
         hypothesis=(
             "The webhook's answers never reach Telegram (a timeout toxic on the telegram->api "
@@ -164,7 +174,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "`no_update_dedup` stores the update twice here."
         ),
     ),
-    Experiment(
+    dict(
         name="llm-rate-limit-storm",
         hypothesis=(
             "The LLM answers 429 with Retry-After to every call for 3 s while three chats send "
@@ -196,7 +206,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "state. The bug zoo's `infinite_redelivery` ignores the bound."
         ),
     ),
-    Experiment(
+    dict(
         name="websocket-disconnect-and-resume",
         hypothesis=(
             "A dashboard's WebSocket drops while messages move through the pipeline, and "
@@ -232,7 +242,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "`feeds_saw_every_stage` here."
         ),
     ),
-    Experiment(
+    dict(
         name="network-partition-api-nats",
         hypothesis=(
             "The api->nats link is cut (open connections too). The webhook still accepts "
@@ -266,7 +276,7 @@ BUILT_IN: tuple[Experiment, ...] = (
             "JetStream; tasks idempotent by processed markers."
         ),
     ),
-    Experiment(
+    dict(
         name="cascading-nats-down-queue-backup-worker-restart",
         hypothesis=(
             "NATS is stopped, so work backs up in the outbox while Telegram keeps delivering; "

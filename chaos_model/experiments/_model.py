@@ -84,7 +84,7 @@ class Experiment:
         if missing:
             raise BadExperiment(f"{where}: not an experiment (missing {', '.join(missing)})")
         steps = data["steps"]
-        if not isinstance(steps, list):
+        if not isinstance(steps, list | tuple):
             raise BadExperiment(f"{where}: 'steps' must be a list of steps")
         try:
             return cls(

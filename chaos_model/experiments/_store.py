@@ -36,7 +36,8 @@ def _spec(target: TargetRef) -> TargetSpec:
 
 def catalogue(target: TargetRef = None) -> tuple[Experiment, ...]:
     """The built-in experiments of ``target``: the sequence its adapter names as
-    ``[experiments] catalogue = "module:NAME"`` (none when it names none)."""
+    ``[experiments] catalogue = "module:NAME"`` (none when it names none), of Experiment or of
+    plain mappings of its fields (a catalogue that imports nothing of chaos-model)."""
     spec = _spec(target)
     reference = spec.experiments
     if not reference:
@@ -58,17 +59,20 @@ def catalogue(target: TargetRef = None) -> tuple[Experiment, ...]:
         raise AdapterError(
             f"{where}: {reference} is {type(value).__name__}, not a sequence of Experiment"
         )
-    experiments = tuple(value)
-    for item in experiments:
+    experiments: list[Experiment] = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):
+            item = Experiment.from_json({"origin": "built-in", **item}, f"{reference}[{index}]")
         if not isinstance(item, Experiment):
             raise AdapterError(
                 f"{where}: {reference} holds a {type(item).__name__}, not only Experiment"
             )
+        experiments.append(item)
     names = [experiment.name for experiment in experiments]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise AdapterError(f"{where}: {reference} names {', '.join(twice)} more than once")
-    return experiments
+    return tuple(experiments)
 
 
 def load_file(path: Path) -> Experiment:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import shutil
 import socket
 import sys
 import tempfile
@@ -26,8 +25,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.adapter import AttachSpec, ServiceSpec, TargetSpec
@@ -38,15 +35,13 @@ from chaos_model.adapter._attach_section import (
     render_attached,
 )
 from chaos_model.errors import StackError, UnsupportedFault
-from chaos_model.failpoints import FailpointFile
-from chaos_model.stack._attached_service import NoFailpoints, PidFileService, guardian_entry
+from chaos_model.stack._attached_service import PidFileService, guardian_entry
 from chaos_model.stack._base import Endpoints, Service, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._launch import Launch, service_launch
 from chaos_model.stack._lifecycle import StackLifecycle
 from chaos_model.stack._service import http_probe
-from chaos_model.stack._stores import StoreClients
 
 #: seconds the running system has to answer when chaos-model attaches
 ATTACH_TIMEOUT = 5.0
@@ -79,8 +74,6 @@ class AttachedStack(StackLifecycle):
             {"refuse_connections", "partition", "network"}
             | (set() if self.attach.failpoints_file else {"failpoint"})
         )
-        self._stores: StoreClients | None = None
-        self._guardian: Guardian | None = None
         self._docker: Any = None
         self._started_any = False
         self._endpoints = self._make_endpoints()
@@ -95,16 +88,6 @@ class AttachedStack(StackLifecycle):
     @property
     def services(self) -> Mapping[str, Service]:
         return self._services
-
-    @property
-    def failpoints(self) -> FailpointFile:
-        if not self.attach.failpoints_file:
-            raise NoFailpoints(
-                "failpoint",
-                self.backend,
-                f"{self.target.source}: [attach] names no failpoints_file",
-            )
-        return FailpointFile(self._path(self.attach.failpoints_file))
 
     def log_paths(self) -> dict[str, Path]:
         """The logs of the processes chaos-model starts (after a kill), by service."""
@@ -126,13 +109,7 @@ class AttachedStack(StackLifecycle):
         """Attach: check that the system answers, and start the guardian."""
         self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-attached-"))
         self.log_dir.mkdir()
-        self._http = httpx.Client(timeout=2.0)
-        self._stores = StoreClients(
-            self.attach.database_url,
-            self.attach.nats_url,
-            reset_sql=self.target.reset_sql,
-            stream=self.target.queue.stream if self.target.queue.kind == "jetstream" else "",
-        )
+        self._open_stores(self.attach.database_url, self.attach.nats_url)
         self._check_answers()
         if self.attach.compose_project:
             self._attach_containers()
@@ -166,12 +143,12 @@ class AttachedStack(StackLifecycle):
         finally:
             self._close()
 
-    def _failpoint_file(self) -> FailpointFile | None:
-        return self.failpoints if self.attach.failpoints_file else None
+    def _failpoint_path(self) -> Path | None:
+        failpoints = self.attach.failpoints_file
+        return self._path(failpoints) if failpoints else None
 
-    def _reset_stores(self) -> None:
-        assert self._stores is not None
-        self._stores.reset()
+    def _keeps_dir(self) -> bool:
+        return self._started_any  # the processes chaos-model started keep writing their logs
 
     def _app_services(self) -> Iterable[str]:
         return [
@@ -326,7 +303,7 @@ class AttachedStack(StackLifecycle):
 
     def _container_probe(self, name: str) -> tuple[Callable[[], bool], str]:
         if name == "postgres":
-            return self._postgres_answers, "SQL `SELECT 1` to answer"
+            return self._database_answers, "SQL `SELECT 1` to answer"
         if name == "nats":
             if self.attach.nats_monitor_url:
                 url = f"{self.attach.nats_monitor_url.rstrip('/')}/healthz"
@@ -336,26 +313,11 @@ class AttachedStack(StackLifecycle):
         return (lambda: probe(None)), awaited
 
     # ----------------------------------------------------------------- control
-    def _postgres_answers(self) -> bool:
-        return self._stores is not None and self._stores.ping()
-
     def _close(self) -> None:
-        if self._guardian is not None:
-            self._guardian.close()
-            self._guardian = None
-        if self._stores is not None:
-            self._stores.close()
-            self._stores = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
         if self._docker is not None:
             with contextlib.suppress(Exception):
                 self._docker.close()
             self._docker = None
-        # The logs of processes chaos-model started stay: those processes keep writing them.
-        if self.dir != Path() and not self._started_any:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _tcp_open(url: str) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psutil
 
-from chaos_model.errors import StackError, UnsupportedFault
+from chaos_model.errors import StackError
 from chaos_model.failpoints import FailpointFile
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._launch import Launch
@@ -25,10 +25,6 @@ from chaos_model.stack._service import file_tail
 
 if TYPE_CHECKING:
     from chaos_model.stack._attached import AttachedStack
-
-
-class NoFailpoints(UnsupportedFault, AttributeError):
-    """The attached system names no failpoint file; to ``getattr`` the stack has none."""
 
 
 class PidFileService(ProcessService):

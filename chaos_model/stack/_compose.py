@@ -17,13 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from chaos_model._wait import wait_until
 from chaos_model.adapter import HttpCheck, TargetSpec, default_target
@@ -33,7 +30,6 @@ from chaos_model.adapter._compose_section import (
 )
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
-from chaos_model.failpoints import FailpointFile
 from chaos_model.stack._base import Endpoints, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._docker import (
@@ -52,7 +48,6 @@ from chaos_model.stack._lifecycle import StackLifecycle
 from chaos_model.stack._local import HBA_RELOAD_TIMEOUT, LocalService, check_bugs, proxy_process
 from chaos_model.stack._ports import free_port
 from chaos_model.stack._service import http_probe
-from chaos_model.stack._stores import StoreClients
 
 UP_TIMEOUT = 180.0
 #: chaos-model's own services, which every compose file of a target runs under these names
@@ -122,18 +117,12 @@ class ComposeStack(StackLifecycle):
         self._ports: dict[str, int] = {}
         self._services: dict[str, LocalService | ComposeService] = {}
         self._networked: dict[str, Any] = {}
-        self._stores: StoreClients | None = None
-        self._guardian: Guardian | None = None
         self._refusing = False
 
     # ----------------------------------------------------------------- public surface
     @property
     def services(self) -> Mapping[str, LocalService | ComposeService]:
         return self._services
-
-    @property
-    def failpoints(self) -> FailpointFile:
-        return FailpointFile(self.dir / "state" / "failpoints.json")
 
     @property
     def webhook_secret(self) -> str:
@@ -179,24 +168,14 @@ class ComposeStack(StackLifecycle):
         self._refusing = refuse
         stores = self._stores
         if stores is not None:  # the reload is asynchronous: wait until it took effect
-
-            def accepts() -> bool:
-                try:
-                    return stores.ping()
-                except Exception:  # noqa: BLE001 - refused: not accepting
-                    return False
-
             wait_until(
-                lambda: accepts() is not refuse,
+                lambda: self._database_answers() is not refuse,
                 timeout=HBA_RELOAD_TIMEOUT,
                 what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections",
             )
 
     def _stop(self) -> None:
         """Heal nothing, leave nothing: stop the proxy, bring the project down (``-v``)."""
-        if self._stores is not None:
-            self._stores.close()
-            self._stores = None
         proxy = self._services.get("proxy")
         if isinstance(proxy, LocalService):
             with contextlib.suppress(Exception):
@@ -204,22 +183,14 @@ class ComposeStack(StackLifecycle):
         if self._compose:
             with contextlib.suppress(Exception):
                 self._dump_logs()
-            compose = self._guardian_state()
-            bring_down(**compose)
+            bring_down(**self._guardian_state())
         self._started = False
-        if self._http is not None:
-            self._http.close()
-        if self._guardian is not None:
-            self._guardian.close()
-            self._guardian = None
         if self._client is not None:
             self._client.close()
-        if not self.keep_dir and self.dir != Path() and self.dir.exists():
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ----------------------------------------------------------------- the lifecycle's hooks
-    def _failpoint_file(self) -> FailpointFile | None:
-        return self.failpoints if self.dir != Path() else None
+    def _failpoint_path(self) -> Path:
+        return self.dir / "state" / "failpoints.json"
 
     def _heal_connections(self) -> list[str]:
         healed = [
@@ -231,10 +202,6 @@ class ComposeStack(StackLifecycle):
             self.refuse_new_db_connections(False)
             healed.append("postgres accepts connections again")
         return healed
-
-    def _reset_stores(self) -> None:
-        assert self._stores is not None
-        self._stores.reset()
 
     def _guardian_state(self) -> dict[str, Any]:
         return {
@@ -253,7 +220,6 @@ class ComposeStack(StackLifecycle):
         self._client = docker_client()
         images = image_environment(self._client, self.target, self._images_env)
         self._compose = compose_command()
-        self._http = httpx.Client(timeout=2.0)
         self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-compose-", dir=self._base_dir))
         self.dir.chmod(0o755)
         self.log_dir.mkdir()
@@ -285,12 +251,7 @@ class ComposeStack(StackLifecycle):
             probe, awaited, timeout = self._probe(name)
             self._services[name] = ComposeService(name, containers[0], probe, awaited, timeout)
         self._networked = self._on_network()
-        self._stores = StoreClients(
-            self.endpoints.database_url,
-            self.endpoints.nats_url,
-            reset_sql=self.target.reset_sql,
-            stream=self.target.queue.stream if self.target.queue.kind == "jetstream" else "",
-        )
+        self._open_stores(self.endpoints.database_url, self.endpoints.nats_url)
         for service in self._services.values():
             service.wait_ready()
 
@@ -376,7 +337,7 @@ class ComposeStack(StackLifecycle):
         timeout = self.target.limits.ready_timeout
         e = self.endpoints
         if name == "postgres":
-            return (lambda: self._stores is not None and self._stores.ping()), "SELECT 1", timeout
+            return self._database_answers, "SELECT 1", timeout
         if name in ("nats", "llm"):
             url = f"{e.nats_monitor_url}/healthz" if name == "nats" else f"{e.llm_url}/health"
             return (lambda: self._http_ok(url)), f"GET {url} to answer 200", timeout

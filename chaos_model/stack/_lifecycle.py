@@ -13,6 +13,7 @@ stores are emptied.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import threading
 import time
@@ -24,14 +25,20 @@ from typing import Any
 import httpx
 
 from chaos_model.adapter import LLMSpec, TargetSpec, llm_spec_to_json
-from chaos_model.errors import ServiceNotReady, StackError
+from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
 from chaos_model.stack._base import Endpoints, Service
+from chaos_model.stack._guardian import Guardian
+from chaos_model.stack._stores import StoreClients
 
 #: heal restarts what is down and waits; a process may still be on its way down when heal starts
 #: (a failpoint that just fired), so it goes round again if something exited meanwhile
 HEAL_ROUNDS = 3
+
+
+class NoFailpoints(UnsupportedFault, AttributeError):
+    """The stack has no failpoint file; to ``getattr`` it has none."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -56,6 +63,10 @@ class StackLifecycle:
     dir: Path = Path()
     #: the LLM stub was started with the adapter's ``[llm]`` section; else every reset sends it
     _llm_configured_at_launch = False
+    #: keep the stack folder (logs, data) after stop
+    keep_dir = False
+    _stores: StoreClients | None = None
+    _guardian: Guardian | None = None
 
     # ----------------------------------------------------------------- what a backend supplies
     @property
@@ -74,11 +85,12 @@ class StackLifecycle:
         """Undo the backend's own connection faults (pg_hba, a network disconnect)."""
         return []
 
-    def _reset_stores(self) -> None:
-        raise NotImplementedError
-
-    def _failpoint_file(self) -> FailpointFile | None:
+    def _failpoint_path(self) -> Path | None:
+        """Where the target's processes read their failpoints, if they have any."""
         return None
+
+    def _keeps_dir(self) -> bool:
+        return self.keep_dir
 
     def _app_services(self) -> Iterable[str]:
         """The target's own services this stack can restart."""
@@ -102,6 +114,14 @@ class StackLifecycle:
     def log_dir(self) -> Path:
         return self.dir / "logs"
 
+    @property
+    def failpoints(self) -> FailpointFile:
+        path = self._failpoint_path()
+        if path is None:
+            why = f"{self.target.source} names no failpoint file for this stack"
+            raise NoFailpoints("failpoint", self.backend, why)
+        return FailpointFile(path)
+
     def __enter__(self) -> Any:
         if not self._started:
             self.start()
@@ -122,6 +142,7 @@ class StackLifecycle:
         self._started = True
         if threading.current_thread() is threading.main_thread():
             self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+        self._http = httpx.Client(timeout=2.0)
         try:
             self._start()
         except BaseException:
@@ -133,15 +154,21 @@ class StackLifecycle:
         try:
             self._stop()
         finally:
-            if self._proxy_client is not None:
-                self._proxy_client.close()
-                self._proxy_client = None
-            if (
-                self._previous_sigterm is not None
-                and threading.current_thread() is threading.main_thread()
-            ):
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
+            self._release()
+
+    def _release(self) -> None:
+        """Close the stack's own clients, dismiss its guardian, remove its folder."""
+        for client in (self._stores, self._http, self._proxy_client, self._guardian):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self._stores = self._http = self._proxy_client = self._guardian = None
+        if not self._keeps_dir() and self.dir != Path() and self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        main = threading.current_thread() is threading.main_thread()
+        if self._previous_sigterm is not None and main:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        self._previous_sigterm = None
 
     def heal(self) -> list[str]:
         """Undo every fault: disarm failpoints, resume what is paused, clear the LLM fault and
@@ -185,6 +212,30 @@ class StackLifecycle:
     def wait_all_ready(self) -> None:
         for service in self.services.values():
             service.wait_ready()
+
+    def _open_stores(self, database_url: str, nats_url: str) -> StoreClients:
+        queue = self.target.queue
+        self._stores = StoreClients(
+            database_url,
+            nats_url,
+            reset_sql=self.target.reset_sql,
+            stream=queue.stream if queue.kind == "jetstream" else "",
+        )
+        return self._stores
+
+    def _reset_stores(self) -> None:
+        assert self._stores is not None
+        self._stores.reset()
+
+    def _failpoint_file(self) -> FailpointFile | None:
+        path = self._failpoint_path() if self._started else None
+        return FailpointFile(path) if path is not None else None
+
+    def _database_answers(self) -> bool:
+        try:
+            return self._stores is not None and self._stores.ping()
+        except Exception:  # noqa: BLE001 - refused, or not answering: not accepting
+            return False
 
     # ----------------------------------------------------------------- heal, step by step
     def _require_started(self) -> None:

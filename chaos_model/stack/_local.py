@@ -22,14 +22,11 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
-
 from chaos_model._wait import wait_until
 from chaos_model.adapter import TargetSpec, llm_spec_to_json
 from chaos_model.adapter._render import Placeholders
 from chaos_model.adapter.default import default_target
 from chaos_model.errors import StackError
-from chaos_model.failpoints import FailpointFile
 from chaos_model.stack._base import target_endpoints
 from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
 from chaos_model.stack._guardian import Guardian
@@ -38,7 +35,6 @@ from chaos_model.stack._lifecycle import StackLifecycle
 from chaos_model.stack._ports import free_port
 from chaos_model.stack._process import ManagedProcess, ProcessService
 from chaos_model.stack._service import http_probe
-from chaos_model.stack._stores import StoreClients
 
 #: A deadline, not a wait: a service is used as soon as it answers. A Python service starts in
 #: about a second, but on a 2-core machine running several stacks at once it has taken over 20 s.
@@ -156,20 +152,14 @@ class LocalStack(StackLifecycle):
         self._base_dir = base_dir
         self._services: dict[str, LocalService] = {}
         self._ports: dict[str, int] = {}
-        self._stores: StoreClients | None = None
         #: pg_hba.conf as initdb wrote it: what a heal always returns to
         self._pristine_hba: str | None = None
-        self._guardian: Guardian | None = None
         self.binaries: dict[str, Binary] = {}
 
     # ----------------------------------------------------------------- public surface
     @property
     def services(self) -> Mapping[str, LocalService]:
         return self._services
-
-    @property
-    def failpoints(self) -> FailpointFile:
-        return FailpointFile(self.dir / "failpoints.json")
 
     def log_paths(self) -> dict[str, Path]:
         return {name: service.process.log_path for name, service in self._services.items()}
@@ -193,14 +183,14 @@ class LocalStack(StackLifecycle):
         # The reload happens when the postmaster gets to it: wait for it, so that the step
         # after a heal does not meet the refusing rules still in force.
         wait_until(
-            lambda: self._accepts_connections() is not refuse,
+            lambda: self._database_answers() is not refuse,
             timeout=HBA_RELOAD_TIMEOUT,
             what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections after reload",
         )
 
     # ----------------------------------------------------------------- the lifecycle's hooks
-    def _failpoint_file(self) -> FailpointFile | None:
-        return self.failpoints if self.dir != Path() else None
+    def _failpoint_path(self) -> Path:
+        return self.dir / "failpoints.json"
 
     def _heal_connections(self) -> list[str]:
         """A heal returns pg_hba.conf to what initdb wrote whenever it differs, whatever changed
@@ -213,15 +203,8 @@ class LocalStack(StackLifecycle):
                 return ["postgres accepts connections again"]
         return []
 
-    def _reset_stores(self) -> None:
-        assert self._stores is not None
-        self._stores.reset()
-
     def _stop(self) -> None:
-        """Stop every service (healing first, so nothing stays frozen) and clean up."""
-        if self._stores is not None:
-            self._stores.close()
-            self._stores = None
+        """Stop every service, the stack's folder goes afterwards (unless kept)."""
         for name in reversed(self.order):
             service = self._services.get(name)
             if service is None:
@@ -230,19 +213,12 @@ class LocalStack(StackLifecycle):
                 service.stop()
             except Exception:  # noqa: BLE001 - keep stopping the others
                 service.kill()
-        if self._http is not None:
-            self._http.close()
-        if self._guardian is not None:
-            self._guardian.close()
-        if not self.keep_dir and self.dir != Path() and self.dir.exists():
-            shutil.rmtree(self.dir, ignore_errors=True)
 
     # ----------------------------------------------------------------- start-up
     def _start(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-", dir=self._base_dir))
         self.dir.chmod(0o755)
         self.log_dir.mkdir()
-        self._http = httpx.Client(timeout=2.0)
         self._guardian = Guardian(self.dir, "processes", keep=self.keep_dir)
         self.failpoints.clear()
         user = _service_user()
@@ -266,12 +242,7 @@ class LocalStack(StackLifecycle):
             proxy_url=f"http://127.0.0.1:{ports['proxy']}",
             link_urls={link: f"http://127.0.0.1:{ports[link]}" for link in self.links},
         )
-        self._stores = StoreClients(
-            self.endpoints.database_url,
-            self.endpoints.nats_url,
-            reset_sql=self.target.reset_sql,
-            stream=self.target.queue.stream if self.target.queue.kind == "jetstream" else "",
-        )
+        self._open_stores(self.endpoints.database_url, self.endpoints.nats_url)
         upstream = {server: ports[server] for server in ("postgres", "nats", "llm")}
         upstream.update({name: ports[name] for name in self.target.services})
         proxy_links = {link: (ports[link], upstream[server]) for link, server in self.links.items()}
@@ -295,7 +266,7 @@ class LocalStack(StackLifecycle):
         self._services["postgres"] = LocalService(
             "postgres",
             self._postgres_process(pg_bin, user),
-            self._accepts_connections,
+            self._database_answers,
             "SQL `select 1` to answer",
             self.target.limits.ready_timeout,
             on_start=self._record_pids,
@@ -458,12 +429,6 @@ class LocalStack(StackLifecycle):
     @property
     def _hba_path(self) -> Path:
         return self.dir / "pgdata" / "pg_hba.conf"
-
-    def _accepts_connections(self) -> bool:
-        try:
-            return self._stores is not None and self._stores.ping()
-        except Exception:  # noqa: BLE001 - refused, or not answering: not accepting
-            return False
 
     def _clear_postgres_leftovers(self) -> None:
         with contextlib.suppress(FileNotFoundError):
