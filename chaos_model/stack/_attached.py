@@ -141,7 +141,10 @@ class AttachedStack(StackLifecycle):
                         flush=True,
                     )
         finally:
-            self._close()
+            if self._docker is not None:
+                with contextlib.suppress(Exception):
+                    self._docker.close()
+                self._docker = None
 
     def _failpoint_path(self) -> Path | None:
         failpoints = self.attach.failpoints_file
@@ -254,21 +257,14 @@ class AttachedStack(StackLifecycle):
         it is a test environment (as ``compose.test.yml`` does)."""
         if not self.attach.compose_project:
             return False
-        from chaos_model.stack._docker import (
-            TEST_ENVIRONMENT_LABEL,
-            docker_client,
-            project_containers,
-        )
+        from chaos_model.stack._docker import docker_client, labelled_test_environment
 
         try:
             client = docker_client()
         except Exception:  # noqa: BLE001 - no engine: not labelled; the guard says so
             return False
         try:
-            containers = project_containers(client, self.attach.compose_project)
-            return bool(containers) and all(
-                (c.labels or {}).get(TEST_ENVIRONMENT_LABEL) == "true" for c in containers
-            )
+            return labelled_test_environment(client, self.attach.compose_project)
         finally:
             client.close()
 
@@ -311,13 +307,6 @@ class AttachedStack(StackLifecycle):
             return (lambda: _tcp_open(self.attach.nats_url)), f"{self.attach.nats_url} to accept"
         probe, awaited = self._ready_probe(name, self.target.services[name], with_pid=False)
         return (lambda: probe(None)), awaited
-
-    # ----------------------------------------------------------------- control
-    def _close(self) -> None:
-        if self._docker is not None:
-            with contextlib.suppress(Exception):
-                self._docker.close()
-            self._docker = None
 
 
 def _tcp_open(url: str) -> bool:

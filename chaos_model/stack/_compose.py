@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos_model._wait import wait_until
 from chaos_model.adapter import HttpCheck, TargetSpec, default_target
 from chaos_model.adapter._compose_section import (
     VARIABLES,
@@ -34,18 +33,18 @@ from chaos_model.stack._base import Endpoints, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._docker import (
     PROJECT_LABEL,
-    TEST_ENVIRONMENT_LABEL,
     bring_down,
     compose_command,
     docker_client,
     image_environment,
     images_env_path,
+    labelled_test_environment,
     project_containers,
     run_compose,
 )
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._lifecycle import StackLifecycle
-from chaos_model.stack._local import HBA_RELOAD_TIMEOUT, LocalService, check_bugs, proxy_process
+from chaos_model.stack._local import LocalService, check_bugs, proxy_process
 from chaos_model.stack._ports import free_port
 from chaos_model.stack._service import http_probe
 
@@ -131,10 +130,7 @@ class ComposeStack(StackLifecycle):
     @property
     def test_environment(self) -> bool:
         """Every container of the project carries the test-environment label."""
-        containers = project_containers(self._client, self.project)
-        return bool(containers) and all(
-            c.labels.get(TEST_ENVIRONMENT_LABEL) == "true" for c in containers
-        )
+        return labelled_test_environment(self._client, self.project)
 
     def heal(self) -> list[str]:
         healed = super().heal()
@@ -166,13 +162,7 @@ class ComposeStack(StackLifecycle):
         if result.exit_code != 0:
             raise StackError(f"could not rewrite pg_hba.conf: {result.output.decode()[-200:]}")
         self._refusing = refuse
-        stores = self._stores
-        if stores is not None:  # the reload is asynchronous: wait until it took effect
-            wait_until(
-                lambda: self._database_answers() is not refuse,
-                timeout=HBA_RELOAD_TIMEOUT,
-                what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections",
-            )
+        self._wait_reloaded(refuse)
 
     def _stop(self) -> None:
         """Heal nothing, leave nothing: stop the proxy, bring the project down (``-v``)."""

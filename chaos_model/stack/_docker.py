@@ -164,6 +164,14 @@ def project_containers(client: Any, project: str, service: str | None = None) ->
     return list(client.containers.list(all=True, filters={"label": labels}))
 
 
+def labelled_test_environment(client: Any, project: str) -> bool:
+    """Every container of ``project`` carries the test-environment label."""
+    containers = project_containers(client, project)
+    return bool(containers) and all(
+        (c.labels or {}).get(TEST_ENVIRONMENT_LABEL) == "true" for c in containers
+    )
+
+
 def run_compose(
     command: list[str], args: list[str], env: Mapping[str, str], *, cwd: Path, timeout: float
 ) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from chaos_model._wait import wait_until
 from chaos_model.adapter import LLMSpec, TargetSpec, llm_spec_to_json
 from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
@@ -35,6 +36,7 @@ from chaos_model.stack._stores import StoreClients
 #: heal restarts what is down and waits; a process may still be on its way down when heal starts
 #: (a failpoint that just fired), so it goes round again if something exited meanwhile
 HEAL_ROUNDS = 3
+HBA_RELOAD_TIMEOUT = 10.0
 
 
 class NoFailpoints(UnsupportedFault, AttributeError):
@@ -230,6 +232,16 @@ class StackLifecycle:
     def _failpoint_file(self) -> FailpointFile | None:
         path = self._failpoint_path() if self._started else None
         return FailpointFile(path) if path is not None else None
+
+    def _wait_reloaded(self, refuse: bool) -> None:
+        """PostgreSQL reloads pg_hba.conf when the postmaster gets to it: wait for it, so that
+        the step after a heal does not meet the refusing rules still in force."""
+        if self._stores is not None:
+            wait_until(
+                lambda: self._database_answers() is not refuse,
+                timeout=HBA_RELOAD_TIMEOUT,
+                what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections",
+            )
 
     def _database_answers(self) -> bool:
         try:

@@ -22,7 +22,6 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from chaos_model._wait import wait_until
 from chaos_model.adapter import TargetSpec, llm_spec_to_json
 from chaos_model.adapter._render import Placeholders
 from chaos_model.adapter.default import default_target
@@ -39,7 +38,6 @@ from chaos_model.stack._service import http_probe
 #: A deadline, not a wait: a service is used as soon as it answers. A Python service starts in
 #: about a second, but on a 2-core machine running several stacks at once it has taken over 20 s.
 READY_TIMEOUT = 45.0
-HBA_RELOAD_TIMEOUT = 10.0
 STACK_DIR_VAR = "CHAOS_MODEL_STACK_DIR"
 INFRASTRUCTURE_ORDER = ("proxy", "postgres", "nats", "llm")
 REFUSING_HBA = (
@@ -180,13 +178,7 @@ class LocalStack(StackLifecycle):
         if postgres.process.pid is None or not postgres.is_running():
             return
         os.kill(postgres.process.pid, signal.SIGHUP)
-        # The reload happens when the postmaster gets to it: wait for it, so that the step
-        # after a heal does not meet the refusing rules still in force.
-        wait_until(
-            lambda: self._database_answers() is not refuse,
-            timeout=HBA_RELOAD_TIMEOUT,
-            what=f"PostgreSQL to {'refuse' if refuse else 'accept'} new connections after reload",
-        )
+        self._wait_reloaded(refuse)
 
     # ----------------------------------------------------------------- the lifecycle's hooks
     def _failpoint_path(self) -> Path:
