@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from chaos_model.adapter import TargetSpec
@@ -191,7 +192,6 @@ def open_stack(
 
 def _attach_owned(args: argparse.Namespace) -> RemoteStack | None:
     from chaos_model.errors import StackError
-    from chaos_model.guard import ensure_injectable
     from chaos_model.lease import RemoteStack
 
     if args.bug:
@@ -203,19 +203,10 @@ def _attach_owned(args: argparse.Namespace) -> RemoteStack | None:
         remote = RemoteStack.from_state_file(args.attach, check=False)
     except StackError as error:
         raise UsageError(str(error)) from error
-    ensure_injectable(remote)  # before anything is touched: UnsafeTarget is exit 2
-    try:
-        remote.check()
-    except StackError as error:
-        say(f"chaos-model: {error}")
-        return None
-    say(f"attached to the stack of {args.attach}")
-    return remote
+    return _guarded(remote, remote.check, "chaos-model:", f"the stack of {args.attach}")
 
 
 def _attach_target(args: argparse.Namespace) -> AttachedStack | None:
-    from chaos_model.errors import StackError
-    from chaos_model.guard import ensure_injectable
     from chaos_model.stack import AttachedStack
 
     if args.attach is not None or getattr(args, "backend", "local") != "local":
@@ -223,11 +214,25 @@ def _attach_target(args: argparse.Namespace) -> AttachedStack | None:
     if args.bug:
         raise UsageError("--bug cannot be combined with --attach-target: it runs as it is")
     stack = AttachedStack(target_of(args), test_environment=args.test_environment)
+    return _guarded(
+        stack, stack.start, "chaos-model: cannot attach:", f"target {stack.target.name}"
+    )
+
+
+S = TypeVar("S")
+
+
+def _guarded(stack: S, attach: Callable[[], None], failed: str, what: str) -> S | None:
+    """``stack`` once the environment guard let it be touched and ``attach`` reached it; None
+    (the reason printed) when it could not be reached."""
+    from chaos_model.errors import StackError
+    from chaos_model.guard import ensure_injectable
+
     ensure_injectable(stack)  # before anything is touched: UnsafeTarget is exit 2
     try:
-        stack.start()
+        attach()
     except StackError as error:
-        say(f"chaos-model: cannot attach: {error}")
+        say(f"{failed} {error}")
         return None
-    say(f"attached to target {stack.target.name}")
+    say(f"attached to {what}")
     return stack

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
 from chaos_model.stack import Endpoints
+from chaos_model.stack._base import Stoppable
 
 HEARTBEAT_SECONDS = 0.2
 LEASE_TTL = 1.0
@@ -91,7 +91,7 @@ class RemoteService:
         self._act("wait_ready", {"timeout": timeout}, slow=True)
 
 
-class RemoteStack:
+class RemoteStack(Stoppable):
     """The Stack protocol over the control API of a stack another process owns."""
 
     backend = "remote"
@@ -218,17 +218,9 @@ class RemoteStack:
         self._http.close()
         self._beat_http.close()
 
-    def __enter__(self) -> RemoteStack:
+    def start(self) -> None:
+        """Take the lease (what entering the context manager does)."""
         self.start_heartbeat()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ----------------------------------------------------------------- lease and heartbeat
     def start_heartbeat(self) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 from chaos_model.adapter import TargetSpec
 
@@ -44,6 +45,31 @@ class Endpoints:
             "telegram_api_url": self.telegram_api_url,
             **{f"{name}_url": url for name, url in self.service_urls.items()},
         }
+
+
+class Stoppable:
+    """A context manager that starts the object on entry (unless it runs) and stops it on exit."""
+
+    _started = False
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -29,7 +29,7 @@ from chaos_model.adapter import LLMSpec, TargetSpec, llm_spec_to_json
 from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
 from chaos_model.proxy import ProxyClient
-from chaos_model.stack._base import Endpoints, Service
+from chaos_model.stack._base import Endpoints, Service, Stoppable
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._stores import StoreClients
 
@@ -49,7 +49,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class StackLifecycle:
+class StackLifecycle(Stoppable):
     """Base of the stacks chaos-model drives directly. Use as a context manager."""
 
     backend = "stack"
@@ -58,7 +58,6 @@ class StackLifecycle:
     _http: httpx.Client | None = None
     _endpoints: Endpoints | None = None
     _proxy_client: ProxyClient | None = None
-    _started = False
     _previous_sigterm: Any = None
     start_seconds = 0.0
     #: where a stack's processes keep their logs and state
@@ -123,19 +122,6 @@ class StackLifecycle:
             why = f"{self.target.source} names no failpoint file for this stack"
             raise NoFailpoints("failpoint", self.backend, why)
         return FailpointFile(path)
-
-    def __enter__(self) -> Any:
-        if not self._started:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._started:
