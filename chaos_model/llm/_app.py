@@ -26,7 +26,7 @@ from chaos_model.llm._instances import CannotAnswer
 from chaos_model.llm._records import Record, Records
 from chaos_model.llm._reply import Reply
 from chaos_model.llm._request import Ask, BadRequest, EmbedAsk, message_key
-from chaos_model.llm._rules import decide
+from chaos_model.llm._rules import Answer, decide
 
 log = logging.getLogger("chaos_model.llm")
 
@@ -164,22 +164,27 @@ def build_app(spec: LLMSpec | None = None) -> Starlette:
             return begun
         ask, body, record = begun
         assert isinstance(ask, Ask)
+        record.system, record.prompt = ask.system, ask.prompt
         try:
             fault = state.take_fault(ask)
             mode = record.fault = fault.mode if fault is not None else None
+            # decided before a fault answers instead, so the record says which call it was
+            try:
+                answer: Answer | None = decide(ask, state.spec)
+            except CannotAnswer as error:
+                answer, cannot = None, error
+            if answer is not None:
+                record.rule, record.tool = answer.rule, answer.tool
             if fault is not None and fault.mode in NO_ANSWER:
                 return send(await failure(fmt, ask, fault, record), record)
             if fault is not None and (
                 mode == "slow" or (mode == "slow_first_token" and not ask.stream)
             ):
                 await asyncio.sleep(fault.delay)
-            try:
-                answer = decide(ask, state.spec)
-            except CannotAnswer as error:
-                log.warning("cannot answer %s: %s", request.url.path, error)
-                record.error = str(error)
-                return send(fmt.error("server", 500, 0.0, f"chaos-model stub: {error}"), record)
-            record.rule, record.tool = answer.rule, answer.tool
+            if answer is None:
+                log.warning("cannot answer %s: %s", request.url.path, cannot)
+                record.error = str(cannot)
+                return send(fmt.error("server", 500, 0.0, f"chaos-model stub: {cannot}"), record)
             if mode not in ("refusal", "malformed_tool_call", "cut"):
                 record.answer = answer.value
             reply = fmt.reply(ask, answer, body, mode)

@@ -23,7 +23,8 @@ class Record:
     endpoint: str
     model: str
     requested_at: float
-    #: the answer rule that answered (``embedding`` for an embedding; empty for an error)
+    #: the answer rule that answered, or would have had a fault not answered instead
+    #: (``embedding`` for an embedding; empty when no rule could answer the request)
     rule: str = ""
     tool: str | None = None
     stream: bool = False
@@ -37,6 +38,9 @@ class Record:
     before_retry_after: bool = False
     #: why the stub could not answer (a bad request, a schema it cannot satisfy)
     error: str = ""
+    #: what the call asked: its system prompt and its first user message
+    system: str = ""
+    prompt: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
