@@ -14,9 +14,9 @@ from chaos_model.adapter._llm_section import (
     llm_spec_to_json,
 )
 from chaos_model.adapter._load import load_adapter, parse_adapter
+from chaos_model.adapter._oracle_section import LLM_STAGES, MODEL_STAGES, OracleSpec, StageGraph
 from chaos_model.adapter._spec import (
     INFRASTRUCTURE,
-    MODEL_STAGES,
     AttachSpec,
     DashboardSpec,
     HttpCheck,
@@ -32,6 +32,7 @@ from chaos_model.adapter.default import DEFAULT_FILE, default_target, load_targe
 __all__ = [
     "DEFAULT_FILE",
     "INFRASTRUCTURE",
+    "LLM_STAGES",
     "MODEL_STAGES",
     "AnswerRule",
     "AttachSpec",
@@ -41,8 +42,10 @@ __all__ = [
     "LLMSpec",
     "Limits",
     "ObserveSpec",
+    "OracleSpec",
     "QueueSpec",
     "ServiceSpec",
+    "StageGraph",
     "TargetSpec",
     "WebhookSpec",
     "default_target",

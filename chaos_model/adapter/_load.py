@@ -14,9 +14,14 @@ from typing import Any, TypeVar
 
 from chaos_model.adapter._compose_section import parse_compose
 from chaos_model.adapter._llm_section import LLMSpec, parse_llm
+from chaos_model.adapter._oracle_section import (
+    MODEL_STAGES,
+    StageGraph,
+    parse_oracle,
+    parse_stage_graph,
+)
 from chaos_model.adapter._spec import (
     INFRASTRUCTURE,
-    MODEL_STAGES,
     SERVICE_FAULTS,
     AttachSpec,
     DashboardSpec,
@@ -63,6 +68,11 @@ INVARIANT_NAMES = frozenset(
         "unfinished_deliveries_retrying",
         "feeds_saw_every_stage",
         "recovers_by_itself",
+        "stage_rules_hold",
+        "content_as_sent_and_answered",
+        "llm_cost_within_bounds",
+        "webhook_answers_in_time",
+        "outcome_as_predicted",
     }
 )
 
@@ -270,6 +280,10 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
         experiments_table.done()
     llm_table = top.table("llm")
     llm = parse_llm(llm_table) if llm_table is not None else LLMSpec()
+    graph_table = top.table("stage_graph")
+    stage_graph = parse_stage_graph(graph_table) if graph_table is not None else StageGraph()
+    oracle_table = top.table("oracle")
+    oracle = parse_oracle(oracle_table) if oracle_table is not None else None
     top.done()
     return TargetSpec(
         name=name,
@@ -293,6 +307,8 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
         compose=compose,
         experiments=experiments,
         llm=llm,
+        stage_graph=stage_graph,
+        oracle=oracle,
     )
 
 
@@ -386,6 +402,7 @@ def _webhook(top: _Table, services: Mapping[str, ServiceSpec]) -> WebhookSpec:
         path=path,
         secret=table.text("secret"),
         secret_header=table.text("secret_header", WebhookSpec.secret_header),
+        deadline=table.number("deadline", 0.0) or None,
     )
     table.done()
     return spec
@@ -424,6 +441,8 @@ def _observe(top: _Table) -> ObserveSpec:
         attempts=table.text("attempts", ""),
         inbox=table.text("inbox", ""),
         events=table.text("events", ""),
+        texts=table.text("texts", ""),
+        items=table.text("items", ""),
         pending=table.strings("pending", templates=False),
     )
     table.done()

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from chaos_model.adapter._compose_section import ComposeSpec
 from chaos_model.adapter._llm_section import LLMSpec
+from chaos_model.adapter._oracle_section import MODEL_STAGES, OracleSpec, StageGraph
 from chaos_model.errors import AdapterError
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-MODEL_STAGES = ("received", "scored", "extracted", "failed")
 #: the services chaos-model itself provides in a local stack, and the faults each takes
 INFRASTRUCTURE: dict[str, tuple[str, ...]] = {
     "postgres": ("pause", "kill", "stop"),
@@ -65,6 +65,9 @@ class WebhookSpec:
     path: str
     secret: str
     secret_header: str = SECRET_HEADER
+    #: seconds within which every answer must arrive, whatever the fault (Telegram's tolerance);
+    #: None: the Telegram simulator's read timeout
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,10 @@ class ObserveSpec:
     inbox: str = ""
     #: columns: event_id, message_id, stage (ordered by event_id)
     events: str = ""
+    #: columns: message id, the text stored for it
+    texts: str = ""
+    #: columns: message id, the text of one stored knowledge item (one row per item)
+    items: str = ""
     #: name -> SQL returning a count of work still to do (an outbox, a retry queue)
     pending: Mapping[str, str] = field(default_factory=dict)
 
@@ -165,6 +172,10 @@ class TargetSpec:
     experiments: str = ""
     #: how the LLM stub answers this target and keys its records
     llm: LLMSpec = field(default_factory=LLMSpec)
+    #: the order of the target's stages (in the model's names)
+    stage_graph: StageGraph = field(default_factory=StageGraph)
+    #: how the reference model reads the target's LLM calls; None: those invariants do not apply
+    oracle: OracleSpec | None = None
 
     @property
     def root(self) -> Path:

@@ -93,7 +93,7 @@ def test_invariants_a_target_cannot_observe_are_left_out(tmp_path: Path) -> None
     assert "no_knowledge_without_score" not in names
     assert {"one_message_per_update", "accepted_updates_complete"} <= names
     all_safety, all_liveness = applicable(REFERENCE)
-    assert len(all_safety) + len(all_liveness) == 11
+    assert len(all_safety) + len(all_liveness) == 16
     skipping = dataclasses.replace(REFERENCE, skip_invariants=("recovers_by_itself",))
     assert "recovers_by_itself" not in {i.name for i in applicable(skipping)[1]}
 
