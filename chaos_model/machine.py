@@ -151,6 +151,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.target = make_target(self.stack, self.history)
         self.model = ModelState(max_attempts=self.spec.limits.max_attempts)
         self.safety_invariants, self.liveness_invariants = applicable(self.spec)
+        self._prepare_reference_model()
         self.active: dict[str, Fault] = {}
         self.applied_at: dict[str, float] = {}
         self.steps: list[dict[str, Any]] = []
@@ -161,6 +162,30 @@ class ChaosMachine(RuleBasedStateMachine):
         self.opened_feeds: set[str] = set()
         self.findings: list[Result] = []
         self.recorder.example_started(reset_seconds)
+
+    # ------------------------------------------------------------------ reference model
+    def _prepare_reference_model(self) -> None:
+        """What the reference model needs from the adapter, and the clocks to read the LLM
+        stub's records with."""
+        self.model.graph = self.spec.stage_graph
+        self.model.oracle = self.spec.oracle
+        self.model.webhook_service = self.spec.webhook.service
+        self.model.webhook_deadline = (
+            self.spec.webhook.deadline or self.target.telegram.config.read_timeout
+        )
+        self.model.wall_offset = time.time() - (time.monotonic() - self.history.started)
+        self._reads_llm_records = any(
+            "oracle" in inv.needs for inv in self.safety_invariants + self.liveness_invariants
+        )
+
+    def _llm_records(self) -> list[dict[str, Any]] | None:
+        """The LLM stub's records of this example, for the oracle; None when unreadable."""
+        if not self._reads_llm_records:
+            return None
+        try:
+            return self.target.llm_records()
+        except Exception:  # noqa: BLE001 - no records means "unknown" for the oracle
+            return None
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self, rule_name: str, **args: Any) -> None:
@@ -230,6 +255,7 @@ class ChaosMachine(RuleBasedStateMachine):
         update_id: int = update["update_id"]
         self.bodies[update_id] = update
         self.model.sent[update_id] = chat
+        self.model.texts[update_id] = text
         self.delivered.append(update_id)
         self.target.deliver(update)
         return update_id
@@ -353,7 +379,6 @@ class ChaosMachine(RuleBasedStateMachine):
         must end dead-lettered (``failed`` with a reason), never retried forever."""
         self._record("break_llm", mode=mode)
         if "llm" not in self.active:
-            self.model.llm_permanently_bad = True
             self._apply("llm", LLMFault(mode, seconds=None))
 
     def failpoint(self, name: str, action: str) -> None:
@@ -409,10 +434,10 @@ class ChaosMachine(RuleBasedStateMachine):
     def safety(self) -> None:
         snapshot = self._snapshot()
         ctx = CheckContext(self.model, snapshot, self.target.feeds(), self.history)
+        ctx.llm_records = self._llm_records()
         results = [inv.check(ctx) for inv in self.safety_invariants]
         if snapshot is not None:
-            for row in snapshot.messages:
-                self.model.seen_stage[row.id] = row.stage
+            self.model.saw(snapshot, at=time.monotonic() - self.history.started)
         self._found(_failed(results))
 
     def _found(self, failed: list[Result]) -> None:
@@ -563,6 +588,7 @@ class ChaosMachine(RuleBasedStateMachine):
             pending=self.pending_at_deadline,
             recovery_seconds=recovery,
             recovery_bound=self._recovery_bound,
+            llm_records=self._llm_records(),
         )
         results = [inv.check(ctx) for inv in self.safety_invariants + self.liveness_invariants]
         self._found(_failed(results))
@@ -597,6 +623,7 @@ class ChaosMachine(RuleBasedStateMachine):
         """Send one fresh update; return the seconds it took to reach ``extracted``."""
         update = BOT.message(PROBE_CHAT, "recovery probe")
         update_id: int = update["update_id"]
+        self.model.texts[update_id] = "recovery probe"
         began = time.monotonic()
         self.target.deliver(update)
 

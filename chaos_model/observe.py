@@ -54,6 +54,12 @@ class Snapshot:
     attempts: tuple[tuple[str, int, int], ...] = ()  # (stage, key, count)
     update_ids: frozenset[int] = frozenset()  # the webhook's inbox
     events: tuple[EventRow, ...] = ()
+    texts: tuple[tuple[int, str], ...] = ()  # (message_id, the text stored)
+    items: tuple[tuple[int, str], ...] = ()  # (message_id, a knowledge item's text)
+    #: what the adapter does not let the model see, so a rule about it cannot be judged: the
+    #: messages query's optional columns ("score", "failure_reason") and whole observations
+    #: ("events", "texts", "items")
+    unobserved: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -105,6 +105,7 @@ class Target(Protocol):
     def feed_drop(self, name: str) -> None: ...
     def feeds(self) -> list[FeedObservation]: ...
     def snapshot(self, timeout: float = 1.0) -> Snapshot: ...
+    def llm_records(self) -> list[dict[str, Any]]: ...
     def quiescent(self) -> bool: ...
     def pending_work(self) -> dict[str, Any]: ...
     def wait_feeds_caught_up(self, seconds: float) -> None: ...
@@ -121,6 +122,12 @@ def message_row(spec: TargetSpec, keys: dict[tuple[int, int], int], row: Any) ->
         values = [values[0], update_id, *values[3:]]
     values += [None] * (5 - len(values))
     return MessageRow(values[0], values[1], spec.to_model_stage(values[2]), values[3], values[4])
+
+
+def unobserved_columns(spec: TargetSpec, row: Any) -> frozenset[str]:
+    """The optional columns (score, failure reason) a row of the messages query lacks."""
+    given = len(row) - (1 if spec.observe.correlate == "chat_message" else 0)
+    return frozenset(name for at, name in ((3, "score"), (4, "failure_reason")) if given <= at)
 
 
 def update_keys(updates: Iterable[dict[str, Any]]) -> dict[tuple[int, int], int]:
@@ -304,6 +311,8 @@ class SqlTarget:
                 attempts = await rows(observe.attempts)
                 inbox = await rows(observe.inbox)
                 events = await rows(observe.events)
+                texts = await rows(observe.texts)
+                items = await rows(observe.items)
         except BaseException:
             self._pg.terminate() if self._pg is not None else None
             self._pg = None
@@ -315,10 +324,27 @@ class SqlTarget:
             attempts=tuple((row[0], row[1], row[2]) for row in attempts),
             update_ids=frozenset(row[0] for row in inbox),
             events=tuple(EventRow(row[0], row[1], stage(row[2])) for row in events),
+            texts=tuple((row[0], row[1]) for row in texts),
+            items=tuple((row[0], row[1]) for row in items),
+            unobserved=self._unobserved(messages),
         )
+
+    def _unobserved(self, messages: list[Any]) -> frozenset[str]:
+        observe = self.spec.observe
+        queries = {"events": observe.events, "texts": observe.texts, "items": observe.items}
+        missing = {name for name, sql in queries.items() if not sql}
+        columns = unobserved_columns(self.spec, messages[0]) if messages else frozenset()
+        return frozenset(missing) | columns
 
     def _message_row(self, row: Any) -> MessageRow:
         return message_row(self.spec, self._keys, row)
+
+    def llm_records(self) -> list[dict[str, Any]]:
+        """What the LLM stub was asked and answered since the last reset, call by call."""
+        response = self._http.get(f"{self.stack.endpoints.llm_url}/control/records", timeout=2.0)
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()["records"]
+        return records
 
     def quiescent(self) -> bool:
         """Nothing left to do: outbox sent, consumer drained and acked, no task running, LLM

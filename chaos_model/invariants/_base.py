@@ -13,8 +13,10 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from chaos_model.adapter import OracleSpec, StageGraph
 from chaos_model.history import History
 from chaos_model.observe import FeedObservation, Snapshot
+from chaos_model.oracle import Call, calls_from_records
 
 
 class Verdict(enum.Enum):
@@ -49,9 +51,27 @@ class ModelState:
     rejected: set[int] = field(default_factory=set)
     #: the highest stage each message was seen in, by message id
     seen_stage: dict[int, str] = field(default_factory=dict)
-    #: True when the LLM was made to fail for longer than the retry budget
-    llm_permanently_bad: bool = False
     max_attempts: int = 10
+    #: the text of every update the model sent, by update_id
+    texts: dict[int, str] = field(default_factory=dict)
+    #: when (seconds on the history's clock) each message was first seen at a terminal stage
+    terminal_seen_at: dict[int, float] = field(default_factory=dict)
+    #: the wall-clock time of the history's zero (the LLM stub records wall-clock times)
+    wall_offset: float = 0.0
+    #: the target's stage graph, and how its LLM calls are read (None: it does not say)
+    graph: StageGraph = field(default_factory=StageGraph)
+    oracle: OracleSpec | None = None
+    #: seconds within which every webhook answer must arrive, and the service that answers
+    webhook_deadline: float = 3.0
+    webhook_service: str = ""
+
+    def saw(self, snapshot: Snapshot, at: float) -> None:
+        """Note the stage of every message in ``snapshot``, taken by ``at`` on the history's
+        clock."""
+        for row in snapshot.messages:
+            self.seen_stage[row.id] = row.stage
+            if row.stage in self.graph.terminal:
+                self.terminal_seen_at.setdefault(row.id, at)
 
 
 @dataclass
@@ -67,6 +87,15 @@ class CheckContext:
     #: liveness only: seconds a fresh update took end to end after heal (None = never)
     recovery_seconds: float | None = None
     recovery_bound: float = 15.0
+    #: what the LLM stub recorded of the example's calls; None when they could not be read
+    llm_records: list[dict[str, Any]] | None = None
+
+    def calls(self) -> tuple[Call, ...] | None:
+        """The stub's records as the calls of messages' LLM stages; None when they could not be
+        read or the target's adapter does not say how to read them."""
+        if self.llm_records is None or self.model.oracle is None:
+            return None
+        return calls_from_records(self.llm_records, self.model.oracle, self.model.wall_offset)
 
 
 class Invariant:

@@ -29,8 +29,10 @@ class Quiesces(Invariant):
 
 
 class AcceptedUpdatesComplete(Invariant):
-    """Every update Telegram considers delivered is stored exactly once and reaches
-    ``extracted``, or ``failed`` with a reason when the LLM was made permanently bad."""
+    """Every update Telegram considers delivered is stored exactly once and reaches a terminal
+    stage of the target's stage graph (``extracted`` or ``failed``); which one it must be is
+    ``outcome_as_predicted``'s to judge, and that a ``failed`` one carries a reason
+    ``stage_rules_hold``'s."""
 
     name = "accepted_updates_complete"
     kind = "liveness"
@@ -49,9 +51,7 @@ class AcceptedUpdatesComplete(Invariant):
             if count > 1:
                 problems.append(f"update {update_id} stored {count} times")
             row = rows[update_id]
-            if row.stage == "extracted":
-                continue
-            if row.stage == "failed" and row.failure_reason and ctx.model.llm_permanently_bad:
+            if row.stage in ctx.model.graph.terminal:
                 continue
             reason = f" ({row.failure_reason})" if row.failure_reason else ""
             problems.append(f"update {update_id} (message {row.id}) stuck at {row.stage}{reason}")
