@@ -46,6 +46,11 @@ KNOWN_MINIMUM = {
     "ws_no_resume": 2,
     "infinite_redelivery": 2,
     "core_nats": 2,
+    "http_errors_final": 2,
+    "events_after_commit": 2,
+    "score_rounded": 1,
+    "llm_client_retries": 2,
+    "inline_spam_check": 2,
 }
 MEDIAN_DETECT_TARGET = 30.0
 STEPS_PER_SECOND_TARGET = 20.0

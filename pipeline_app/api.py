@@ -28,6 +28,7 @@ from starlette.background import BackgroundTask
 from pipeline_app import failpoints
 from pipeline_app.bugs import bug
 from pipeline_app.db import TRANSIENT_DB_ERRORS, create_pool, enqueue
+from pipeline_app.llm import CircuitOpen, LLMClient, LLMUnavailable
 from pipeline_app.notify import Notifications, wait_for
 from pipeline_app.relay import OutboxRelay
 from pipeline_app.settings import Settings, get_settings
@@ -54,6 +55,8 @@ class Services:
     background: list[asyncio.Task[Any]]
     #: where the webhook gets its connection: the pool (a HeldConnection under no_pool_recovery)
     webhook_db: Any
+    #: BUG ZOO inline_spam_check: the webhook's own LLM client
+    spam_llm: LLMClient | None = None
 
 
 class HeldConnection:
@@ -131,10 +134,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         webhook_db = HeldConnection(settings)
         with contextlib.suppress(*TRANSIENT_DB_ERRORS):
             await webhook_db.open()  # opened at start-up when PostgreSQL is up, else on first use
-    app.state.services = Services(settings, pool, notifications, background, webhook_db)
+    spam_llm = LLMClient(settings) if bug("inline_spam_check") else None  # BUG ZOO
+    app.state.services = Services(settings, pool, notifications, background, webhook_db, spam_llm)
     try:
         yield
     finally:
+        if spam_llm is not None:
+            await spam_llm.close()
         for task in background:
             task.cancel()
         await notifications.stop()
@@ -210,6 +216,20 @@ async def _publish_save(update_id: int) -> None:
         )
 
 
+async def _spam_check(llm: LLMClient, update: Update) -> None:
+    """BUG ZOO inline_spam_check: before storing an update, the webhook asks the LLM whether it
+    is spam, and retries until the LLM answers ("we must not store spam"). While the LLM fails,
+    Telegram's request waits; the check belongs in the worker, after the update is stored."""
+    assert update.message is not None
+    text = update.message.text or ""
+    while True:
+        try:
+            await llm.complete_json("spam check", 0, text, user=f"update-{update.update_id}")
+            return
+        except (LLMUnavailable, CircuitOpen):
+            await asyncio.sleep(0.1)
+
+
 async def _store_after_response(svc: Services, update: Update, payload: str) -> None:
     """BUG ZOO respond_before_commit: runs after the 200 was sent. A crash here, or PostgreSQL
     being unavailable, loses an update Telegram considers delivered."""
@@ -253,6 +273,8 @@ async def telegram_webhook(request: Request) -> Response:
         payload = json.dumps(_without_nul(raw))
     except RecursionError:
         return _error(400, "body is nested too deeply")
+    if svc.spam_llm is not None:  # BUG ZOO inline_spam_check: ask the LLM before storing
+        await _spam_check(svc.spam_llm, update)
     if bug("respond_before_commit"):  # BUG ZOO respond_before_commit: answer first, store later
         background = BackgroundTask(_store_after_response, svc, update, payload)
         return JSONResponse({"ok": True, "stored": True}, background=background)

@@ -19,6 +19,11 @@ KNOWN_BUGS: dict[str, str] = {
     "ws_no_resume": "the WebSocket ignores the client's last event id",
     "infinite_redelivery": "no attempt bound: a permanently failing task is retried forever",
     "core_nats": "tasks travel over core NATS (at most once) instead of JetStream",
+    "http_errors_final": "an error answer from the LLM (429, 5xx) dead-letters the message at once",
+    "events_after_commit": "a stage event is written in a transaction of its own, after the stage",
+    "score_rounded": "the score is stored rounded to two decimals",
+    "llm_client_retries": "the LLM client retries each call itself, inside a retried stage",
+    "inline_spam_check": "the webhook asks the LLM whether a message is spam before storing it",
 }
 
 

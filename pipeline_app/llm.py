@@ -7,20 +7,27 @@ server asked for; :class:`CircuitOpen` means this process has stopped calling fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
+from pipeline_app.bugs import bug
 from pipeline_app.settings import Settings
 
 
 class LLMUnavailable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        #: the HTTP status of an error answer; None when there was no answer
+        self.status = status
 
 
 class CircuitOpen(Exception):
@@ -79,21 +86,24 @@ class LLMClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def complete_json(self, purpose: str, message_id: int, text: str) -> dict[str, object]:
-        """Ask the model for a JSON object about ``text``; raise on any unusable answer."""
+    async def complete_json(
+        self, purpose: str, message_id: int, text: str, *, user: str | None = None
+    ) -> dict[str, object]:
+        """Ask the model for a JSON object about ``text``; raise on any unusable answer. The
+        call is the message's (``user``: the provider's end-user field) unless ``user`` says."""
         self.breaker.check()
         try:
-            content = await self._call(purpose, message_id, text)
+            content = await self._call(purpose, user or f"message-{message_id}", text)
         except LLMUnavailable:
             self.breaker.record_failure()
             raise
         self.breaker.record_success()
         return content
 
-    async def _call(self, purpose: str, message_id: int, text: str) -> dict[str, object]:
+    async def _call(self, purpose: str, user: str, text: str) -> dict[str, object]:
         body = {
             "model": "pipeline-stub-1",
-            "user": f"message-{message_id}",
+            "user": user,
             "response_format": {"type": "json_object"},
             "messages": [
                 {"role": "system", "content": f"task: {purpose}"},
@@ -101,13 +111,14 @@ class LLMClient:
             ],
         }
         try:
-            response = await self._http.post("/v1/chat/completions", json=body)
+            response = await self._post(body)
         except httpx.HTTPError as error:
             raise LLMUnavailable(f"{type(error).__name__} calling the LLM") from error
         if response.status_code != 200:
             raise LLMUnavailable(
                 f"LLM answered {response.status_code}",
                 _parse_retry_after(response.headers.get("retry-after")),
+                response.status_code,
             )
         try:
             content = response.json()["choices"][0]["message"]["content"]
@@ -117,3 +128,21 @@ class LLMClient:
         if not isinstance(parsed, dict):
             raise LLMUnavailable("LLM answer is not a JSON object")
         return parsed
+
+    async def _post(self, body: Mapping[str, object]) -> httpx.Response:
+        # BUG ZOO llm_client_retries: the client retries a failed call three more times on its
+        # own, as SDKs do by default; each attempt of the stage, itself retried up to its
+        # budget, then makes up to four calls.
+        tries = 4 if bug("llm_client_retries") else 1
+        for attempt in range(tries):
+            last = attempt == tries - 1
+            try:
+                response = await self._http.post("/v1/chat/completions", json=body)
+            except httpx.HTTPError:
+                if last:
+                    raise
+            else:
+                if last or (response.status_code < 500 and response.status_code != 429):
+                    return response
+            await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("the last try returns or raises")  # pragma: no cover

@@ -141,6 +141,9 @@ async def run_stage(
     except CircuitOpen as error:
         await _retry_later(pool, settings, stage, key, error.retry_in, str(error), refund=True)
     except LLMUnavailable as error:
+        if bug("http_errors_final") and error.status is not None:  # BUG ZOO http_errors_final
+            await _dead_letter_now(pool, settings, stage, key, error.reason, dead_letter)
+            return
         delay = backoff(settings, attempt, error.retry_after)
         await _retry_later(pool, settings, stage, key, delay, error.reason, refund=False)
     except TRANSIENT_DB_ERRORS as error:
@@ -152,6 +155,22 @@ async def run_stage(
         reason = f"database refused: {type(error).__name__}: {error}"[:500]
         delay = backoff(settings, attempt, None)
         await _retry_later(pool, settings, stage, key, delay, reason, refund=False)
+
+
+async def _dead_letter_now(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    stage: Stage,
+    key: int,
+    reason: str,
+    dead_letter: DeadLetter,
+) -> None:
+    """BUG ZOO http_errors_final: an error answer from the LLM is taken as its last word (an HTTP
+    error "means the request is wrong"), so the message is dead-lettered at the first 429 or 5xx
+    instead of being retried within its budget."""
+    async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
+        if await mark_processed(conn, stage, key):
+            await dead_letter(conn, f"{stage.name}: {reason}")
 
 
 async def _retry_later(

@@ -65,11 +65,16 @@ async def save_telegram_message(update_id: int, context: Ctx) -> None:
             # more message (the webhook enqueues one per delivery of the update).
             if not bug("no_update_dedup") and not await mark_processed(conn, SAVE, update_id):
                 return
-            message_id = await _store_message(conn, update_id, "received", None)
+            # BUG ZOO events_after_commit: the event is left out here, and written after commit
+            message_id = await _store_message(
+                conn, update_id, "received", None, event=not bug("events_after_commit")
+            )
             if message_id is None:
                 return
             await enqueue(conn, SCORE.task_name, SCORE.args(message_id))
         await failpoint("worker.save.after_commit_before_ack")
+        if bug("events_after_commit"):
+            await _event_after_commit(pool, message_id, "received")
 
     async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
         await _store_message(conn, update_id, "failed", reason)
@@ -79,10 +84,10 @@ async def save_telegram_message(update_id: int, context: Ctx) -> None:
 
 
 async def _store_message(
-    conn: asyncpg.Connection, update_id: int, stage: str, reason: str | None
+    conn: asyncpg.Connection, update_id: int, stage: str, reason: str | None, *, event: bool = True
 ) -> int | None:
-    """Create the message of an accepted update at ``stage``, with its event; None if the update
-    is gone (the store was reset)."""
+    """Create the message of an accepted update at ``stage``, with its event (unless ``event``
+    is false); None if the update is gone (the store was reset)."""
     payload = await conn.fetchval(
         "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
     )
@@ -99,8 +104,17 @@ async def _store_message(
         stage,
         reason,
     )
-    await insert_event(conn, message_id, stage)
+    if event:
+        await insert_event(conn, message_id, stage)
     return message_id
+
+
+async def _event_after_commit(pool: asyncpg.Pool, message_id: int, stage: str) -> None:
+    """BUG ZOO events_after_commit: the stage event goes into a transaction of its own after the
+    stage's commit ("so that the event lock is not held while the stage commits"). A crash
+    between the two commits, or a failed event write, leaves the stage without its event."""
+    async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
+        await insert_event(conn, message_id, stage)
 
 
 async def _message_text(pool: asyncpg.Pool, message_id: int) -> str | None:
@@ -150,10 +164,13 @@ async def advance(
             if moved is None:
                 return
             await effect(conn, answer)
-            await insert_event(conn, message_id, target)
+            if not bug("events_after_commit"):  # BUG ZOO events_after_commit: see above
+                await insert_event(conn, message_id, target)
             if then is not None:
                 await enqueue(conn, then.task_name, then.args(message_id))
         await failpoint(f"worker.{stage.name}.after_commit_before_ack")
+        if bug("events_after_commit"):
+            await _event_after_commit(pool, message_id, target)
 
     async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
         await fail_message(conn, message_id, reason)
@@ -167,6 +184,10 @@ async def score_message_task(message_id: int, context: Ctx) -> None:
     """Ask the LLM for a relevance score in [0, 1]; stage ``received`` -> ``scored``."""
 
     async def store_score(conn: asyncpg.Connection, score: float) -> None:
+        if bug("score_rounded"):
+            # BUG ZOO score_rounded: two decimals are "all the dashboard shows" (a numeric(3,2)
+            # column would keep the same), so the stored score is not the one the LLM gave.
+            score = round(score, 2)
         await conn.execute("UPDATE messages SET score = $2 WHERE id = $1", message_id, score)
 
     await advance(
