@@ -14,7 +14,7 @@ import httpx
 from conftest import RULES, Stub
 
 from chaos_model._wait import wait_until
-from chaos_model.llm_stub import read_spec
+from chaos_model.llm_stub import expected_score, read_spec
 
 CHAT = "/v1/chat/completions"
 
@@ -51,6 +51,28 @@ def test_stats_and_records_are_per_message_key_and_reset_clears_them(stub: Stub)
     assert [record["key"] for record in stub.records("a")] == ["a", "a"]
     stub.reset()
     assert stub.stats()["total"] == 0 and stub.records() == []
+
+
+def test_a_record_says_what_was_asked_and_which_call_it_was_even_when_a_fault_answered(
+    stub: Stub,
+) -> None:
+    """The oracle tells a message's score call from its extraction by the answer rule, and
+    checks the call asked about the message's text: a failed call must say so too."""
+    body = _body(
+        "k", messages=[{"role": "system", "content": "task: score"}, _body("")["messages"][0]]
+    )
+    stub.fault("error", calls=1)
+    assert stub.http.post(CHAT, json=body).status_code == 500
+    assert stub.http.post(CHAT, json=body).status_code == 200
+    failed, answered = stub.records("k")
+    for record in (failed, answered):
+        assert (record["rule"], record["system"], record["prompt"]) == (
+            "reference-score",
+            "task: score",
+            "hi",
+        )
+    assert (failed["status"], failed["fault"], failed["answer"]) == (500, "error", None)
+    assert answered["answer"] == {"score": expected_score("hi")}
 
 
 def test_the_configuration_is_read_and_replaced_and_checked(stub: Stub) -> None:

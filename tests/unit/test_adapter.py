@@ -98,6 +98,28 @@ def test_invariants_a_target_cannot_observe_are_left_out(tmp_path: Path) -> None
     assert "recovers_by_itself" not in {i.name for i in applicable(skipping)[1]}
 
 
+def test_the_reference_adapter_declares_its_stage_graph_and_how_its_llm_calls_are_read() -> None:
+    graph, oracle = REFERENCE.stage_graph, REFERENCE.oracle
+    assert graph.predecessors("extracted") == ("received", "scored")
+    assert graph.predecessors("failed") == ()
+    assert graph.terminal == {"extracted", "failed"}
+    assert oracle is not None and graph.llm_stages(oracle.calls) == ("scored", "extracted")
+    assert oracle.key_of(42) == "message-42" and oracle.message_of("message-42") == 42
+    assert oracle.message_of("update-42") is None
+    assert oracle.stage_of("reference-extract") == "extracted"
+    assert REFERENCE.webhook.deadline == 2.5
+
+
+def test_without_an_oracle_the_invariants_that_read_the_llm_records_are_left_out(
+    tmp_path: Path,
+) -> None:
+    spec = load_adapter(_write(tmp_path, MINIMAL))
+    assert spec.oracle is None and spec.webhook.deadline is None
+    names = {invariant.name for invariant in sum(applicable(spec), ())}
+    assert {"stage_rules_hold", "webhook_answers_in_time"} <= names
+    assert not names & {"outcome_as_predicted", "content_as_sent_and_answered"}
+
+
 def test_stage_names_map_onto_the_targets_values(tmp_path: Path) -> None:
     text = MINIMAL + '\n[stages]\nreceived = "new"\nscored = "rated"\nextracted = "done"\n'
     spec = load_adapter(_write(tmp_path, text))
@@ -177,6 +199,26 @@ BROKEN = [
     ),
     ({"llm.rules": [{"name": "a", "prompt": "[x"}]}, "llm.rules[0].prompt: not a valid regular"),
     ({"llm.rules": [{"name": "a"}, {"name": "a"}]}, "llm.rules: two rules are named 'a'"),
+    ({"webhook.deadline": -1}, "webhook.deadline: must be positive"),
+    ({"oracle.message_key": "message"}, "oracle.message_key: expected one {id} in it"),
+    ({"oracle.message_key": "m-{id}"}, "oracle.calls: missing (required)"),
+    (
+        {"oracle.message_key": "m-{id}", "oracle.calls": {"received": "x"}},
+        "oracle.calls.received: not a stage whose move stores an LLM answer",
+    ),
+    (
+        {"oracle.message_key": "m-{id}", "oracle.calls": {"scored": "s"}, "oracle.extra_calls": -1},
+        "oracle.extra_calls: must be 0 or more",
+    ),
+    (
+        {"stage_graph.requires": {"extracted": ["teleported"]}},
+        "stage_graph.requires.extracted: unknown stage 'teleported'",
+    ),
+    (
+        {"stage_graph.requires": {"scored": ["extracted"], "extracted": ["scored"]}},
+        "stage_graph.requires.scored: the stages require each other in a circle",
+    ),
+    ({"stage_graph.terminal": ["done"]}, "stage_graph.terminal: unknown value(s) done"),
 ]
 
 
