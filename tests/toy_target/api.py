@@ -28,6 +28,8 @@ from nats.aio.client import Client
 log = logging.getLogger("toy.api")
 INT64 = range(-(2**63), 2**63)
 DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+#: seconds the webhook gives the database before answering 503: Telegram waits no longer
+WEBHOOK_DEADLINE = 2.0
 
 
 async def _quiet(error: Exception) -> None:
@@ -125,7 +127,7 @@ async def webhook(request: Request) -> JSONResponse:
     if update is None:
         return JSONResponse({"ok": False, "error": "malformed update"}, 400)
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(WEBHOOK_DEADLINE):
             pk = await _store(request.app.state.pool, *update)
     except DB_ERRORS as error:
         log.warning("insert failed: %r", error)

@@ -2,7 +2,9 @@
 
 Rating is a plain HTTP call asking for a JSON object; extraction goes through the openai SDK
 with a structured output (a pydantic model as the ``json_schema`` response format), as a real
-service would, with the SDK's own retries.
+service would. Each stage tries the LLM three times (the adapter's ``max_attempts``), waiting
+0.2 s doubling, or as long as a Retry-After asks, between tries; a malformed answer is tried
+again like an error.
 
 Run: ``TOY_DB=postgresql://... TOY_NATS=nats://... TOY_LLM=http://127.0.0.1:8081
 TOY_HEALTH_PORT=8091 python -m tests.toy_target.worker``. Ready when ``GET /healthz`` on
@@ -32,8 +34,21 @@ from tests.toy_target.api import connect_nats
 log = logging.getLogger("toy.worker")
 
 
+#: LLM calls per stage: the adapter's [limits] max_attempts
+ATTEMPTS = 3
+
+
 class LLMError(Exception):
-    pass
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    try:
+        return float(headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
 
 
 class Facts(pydantic.BaseModel):
@@ -56,40 +71,42 @@ class Worker:
         self.pool: Any = None
         self.llm = httpx.AsyncClient(base_url=os.environ["TOY_LLM"], timeout=5)
         self.sdk = openai.AsyncOpenAI(
-            base_url=os.environ["TOY_LLM"] + "/v1", api_key="toy", timeout=5, max_retries=2
+            base_url=os.environ["TOY_LLM"] + "/v1", api_key="toy", timeout=5, max_retries=0
         )
 
     async def ask(self, pk: int, task: str, text: str) -> Any:
-        """The LLM's checked answer (a score, or the facts); :class:`LLMError` when it fails."""
-        if task == "score":
-            return await self.rate(pk, text)
-        return await self.extract(pk, text)
+        """The LLM's checked answer (a score, or the facts); :class:`LLMError` when every try
+        failed."""
+        call = self.rate if task == "score" else self.extract
+        for attempt in range(ATTEMPTS):
+            try:
+                return await call(pk, text)
+            except LLMError as error:
+                log.info("pk=%s %s try %d failed: %s", pk, task, attempt + 1, error)
+                if attempt == ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(max(0.2 * 2**attempt, error.retry_after or 0.0))
+        raise AssertionError("the last try returns or raises")  # pragma: no cover
 
     async def rate(self, pk: int, text: str) -> float:
-        """Three attempts over plain HTTP, then :class:`LLMError`."""
+        """One call over plain HTTP."""
         messages = [{"role": "system", "content": "score"}, {"role": "user", "content": text}]
         body: dict[str, Any] = {"model": "toy", "messages": messages, "user": f"toy-{pk}"}
         body["response_format"] = {"type": "json_object"}
-        for attempt in range(3):
-            if attempt:
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-            try:
-                response = await self.llm.post("/v1/chat/completions", json=body)
-                if response.status_code != 200:
-                    raise LLMError(f"llm: HTTP {response.status_code}")
-                content = response.json()["choices"][0]["message"]["content"]
-                return _check_score(json.loads(content))
-            except httpx.HTTPError as error:
-                reason = f"llm: {type(error).__name__}"
-            except LLMError as error:
-                reason = str(error)
-            except (ValueError, KeyError, IndexError, TypeError):
-                reason = "llm: malformed answer"
-            log.info("pk=%s score attempt %d failed: %s", pk, attempt + 1, reason)
-        raise LLMError(reason)
+        try:
+            response = await self.llm.post("/v1/chat/completions", json=body)
+            if response.status_code != 200:
+                retry_after = _retry_after(response.headers)
+                raise LLMError(f"llm: HTTP {response.status_code}", retry_after)
+            content = response.json()["choices"][0]["message"]["content"]
+            return _check_score(json.loads(content))
+        except httpx.HTTPError as error:
+            raise LLMError(f"llm: {type(error).__name__}") from error
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise LLMError("llm: malformed answer") from error
 
     async def extract(self, pk: int, text: str) -> list[str]:
-        """The SDK retries 429s and 5xx (honouring Retry-After); anything else is final."""
+        """One call through the SDK (its own retries off: the stage retries)."""
         try:
             completion = await self.sdk.chat.completions.parse(
                 model="toy",
@@ -101,7 +118,8 @@ class Worker:
                 user=f"toy-{pk}",
             )
         except openai.APIStatusError as error:
-            raise LLMError(f"llm: HTTP {error.status_code}") from error
+            retry_after = _retry_after(error.response.headers)
+            raise LLMError(f"llm: HTTP {error.status_code}", retry_after) from error
         except openai.OpenAIError as error:
             raise LLMError(f"llm: {type(error).__name__}") from error
         except (pydantic.ValidationError, ValueError) as error:
