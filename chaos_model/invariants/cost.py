@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
-from chaos_model.oracle import by_message, fault_spans
+from chaos_model.oracle import by_message, fault_spans, other_than_llm
 
 #: a duplicate of a task that passed its "already done?" check just before the message's final
 #: commit calls the LLM a moment after it: that moment is shorter than this
@@ -45,7 +45,7 @@ class LLMCostWithinBounds(Invariant):
             if not call.early:
                 continue
             what = f"message {call.message_id}'s {call.stage} call {call.describe()}"
-            others = [s for s in spans if s.kind != "llm" and s.start <= call.requested_at]
+            others = other_than_llm(spans, before=call.requested_at)
             if others:
                 excused.append(f"{what} came early, after {others[0].describe()}")
             else:

@@ -6,7 +6,7 @@ import math
 
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
 from chaos_model.observe import MessageRow
-from chaos_model.oracle import Call, by_message, fault_spans, predict
+from chaos_model.oracle import Call, by_message, fault_spans, other_than_llm, predict
 
 
 class OutcomeAsPredicted(Invariant):
@@ -55,7 +55,7 @@ class OutcomeAsPredicted(Invariant):
                     for stage, name in oracle.attempts.items()
                     if (name, row.id) in counted
                 },
-                other_faults=[s for s in spans if s.kind != "llm" and s.start <= ended],
+                other_faults=other_than_llm(spans, before=ended),
             )
             who = f"message {row.id} (update {row.update_id})"
             if prediction.expected is None:

@@ -8,7 +8,7 @@ is unknown.
 """
 
 from chaos_model.oracle._calls import PROMPT_SECONDS, Call, by_message, calls_from_records
-from chaos_model.oracle._faults import FaultSpan, fault_spans, faults_before
+from chaos_model.oracle._faults import FaultSpan, fault_spans, other_than_llm
 from chaos_model.oracle._outcome import Prediction, predict
 from chaos_model.oracle._webhook import WebhookAttempt, webhook_attempts
 
@@ -21,7 +21,7 @@ __all__ = [
     "by_message",
     "calls_from_records",
     "fault_spans",
-    "faults_before",
+    "other_than_llm",
     "predict",
     "webhook_attempts",
 ]

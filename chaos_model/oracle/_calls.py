@@ -16,8 +16,6 @@ from chaos_model.adapter import OracleSpec
 
 #: an answer sent this soon after its request reached the client: no client gives up sooner
 PROMPT_SECONDS = 0.5
-#: faults after which the stub still sends its whole answer, only late
-LATE_FAULTS = frozenset({"slow", "slow_first_token"})
 
 
 @dataclass(frozen=True)

@@ -76,5 +76,7 @@ def fault_spans(history: History) -> list[FaultSpan]:
     return sorted(spans + open_spans, key=lambda span: span.start)
 
 
-def faults_before(spans: list[FaultSpan], moment: float) -> list[FaultSpan]:
-    return [span for span in spans if span.start <= moment]
+def other_than_llm(spans: list[FaultSpan], before: float) -> list[FaultSpan]:
+    """The faults not the LLM's own that began by ``before``: any of them may have spent an
+    attempt without a call, lost an answer, or doubled a task."""
+    return [span for span in spans if span.kind != "llm" and span.start <= before]
