@@ -292,11 +292,17 @@ def render_program(steps: list[dict[str, Any]]) -> str:
     bundle = 0
     for step in steps:
         args = dict(step["args"])
-        if step["rule"] == "redeliver":
+        rule = step["rule"]
+        if rule == "redeliver":
             rendered = f"update=updates_{args['update']}"
+        elif rule == "point":  # crash(service='worker', after='...: asyncpg.execute COMMIT')
+            rule = args.pop("action", "crash")
+            when = args.pop("when", "after")
+            args = {"service": args.pop("service"), when: args.pop("point"), **args}
+            rendered = ", ".join(f"{key}={value!r}" for key, value in args.items())
         else:
             rendered = ", ".join(f"{key}={value!r}" for key, value in args.items())
-        call = f"state.{step['rule']}({rendered})"
+        call = f"state.{rule}({rendered})"
         if step["rule"] == "deliver":
             call = f"updates_{bundle} = {call}"
             bundle += 1

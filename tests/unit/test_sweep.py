@@ -7,6 +7,7 @@ from pathlib import Path
 
 from chaos_model.adapter import load_adapter
 from chaos_model.config import ChaosConfig
+from chaos_model.points import Point, PointCatalogue
 from chaos_model.replay import RULES
 from chaos_model.sweep import sweep_programs
 
@@ -64,3 +65,25 @@ def test_a_target_without_a_feed_or_failpoints_gets_no_such_programs() -> None:
     assert "open_feed" not in rules
     assert "failpoint" not in rules
     assert "kill" in rules
+
+
+def test_the_point_programs_follow_the_probe_from_what_it_taught_the_catalogue() -> None:
+    catalogue = PointCatalogue()
+    config = ChaosConfig(faults=("point",))
+    programs = sweep_programs(config, REFERENCE, catalogue=catalogue)
+    assert next(programs)[1]["rule"] == "redeliver"
+    assert next(programs)[0]["rule"] == "open_feed"
+    assert next(programs) == [{"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}]
+    commit = Point("worker", "w: asyncpg.execute COMMIT", "asyncpg.execute", "COMMIT")
+    read = Point("api", "r: asyncpg.fetch SELECT x", "asyncpg.fetch", "SELECT x")
+    catalogue.learn([read, commit])  # what the probe's example reached
+    rest = list(programs)
+    assert [
+        (p[0]["args"]["point"], p[0]["args"]["when"], p[0]["args"]["action"]) for p in rest
+    ] == [
+        (commit.key, "after", "crash"),
+        (commit.key, "after", "raise"),
+        (commit.key, "before", "raise"),
+        (read.key, "before", "raise"),
+    ]
+    assert all(p[-1]["rule"] == "deliver" and p[0]["rule"] in RULES for p in rest)
