@@ -114,6 +114,7 @@ def run(
         apply_seconds=recorder.apply_seconds,
         heal_seconds=recorder.heal_seconds,
         passing_example=recorder.last_passing,
+        coverage=recorder.coverage,
     )
     if error is not None:
         report.flaky = isinstance(error, Flaky)

@@ -29,6 +29,10 @@ Steps = list[dict[str, Any]]
 DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}
 
 
+#: the modes of the point sweep, in the order it runs them (each over every point it applies to)
+MODES = (("after", "crash"), ("after", "raise"), ("before", "raise"))
+
+
 def point_modes(point: Point) -> list[tuple[str, str]]:
     """The (when, action) pairs worth a program at ``point``.
 
@@ -37,10 +41,7 @@ def point_modes(point: Point) -> list[tuple[str, str]]:
     the previous such call did. An error before the call tries the code's error handling; an
     error after a call whose effect outlived it is the ambiguous outcome (committed, yet
     reported failed)."""
-    modes = [("before", "raise")]
-    if point.durable:
-        modes = [("after", "crash"), ("after", "raise"), *modes]
-    return modes
+    return [mode for mode in MODES if point.durable or mode == ("before", "raise")]
 
 
 def point_program(point: Point, when: str, action: str) -> Steps:
@@ -76,17 +77,20 @@ def sweep_programs(
             yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
     if "llm" in faults:
         yield [{"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}}, DELIVER]
+    # The LLM broken for good before the points: a correct pipeline needs its whole retry budget
+    # (about 15 s) to give up, and a bug that retries forever shows only here.
+    if "llm" in faults:
+        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
     if catalogue is not None and "point" in faults:
         yield [DELIVER]  # the probe: its example teaches the catalogue every point
-        for point in catalogue.for_sweep():
-            for when, action in point_modes(point):
-                yield point_program(point, when, action)
+        points = catalogue.for_sweep(first=target.webhook.service)
+        for mode in MODES:  # every crash first: a crash in a gap is the likeliest loss
+            for point in points:
+                if mode in point_modes(point):
+                    yield point_program(point, *mode)
     if "failpoint" in faults and "crash" in config.failpoint_actions:
         for name in config.failpoints or target.failpoints:
             yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
-    # the LLM broken for good last: a correct pipeline needs its whole retry budget (about 15 s)
-    if "llm" in faults:
-        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
 
 
 def run_sweep(
