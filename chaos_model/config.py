@@ -13,6 +13,7 @@ ALL_FAULT_KINDS = (
     "refuse_connections",
     "llm",
     "failpoint",
+    "point",
     "partition",
     "network",
 )

@@ -13,10 +13,12 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
+from hypothesis import target as hypothesis_target
+from hypothesis.control import currently_in_test_context
 from hypothesis.errors import HypothesisException
 from hypothesis.stateful import (
     Bundle,
@@ -41,6 +43,7 @@ from chaos_model.faults import (
     NetworkToxic,
     Partition,
     PauseService,
+    PointFault,
     RefuseConnections,
     StopService,
     TerminateConnections,
@@ -54,6 +57,7 @@ from chaos_model.invariants import (
     applicable,
 )
 from chaos_model.observe import Snapshot
+from chaos_model.points import ExampleCoverage, FaultedPoint, PointCatalogue
 from chaos_model.stack import Stack
 from chaos_model.target import driver_class, make_target
 from chaos_model.telegram import BotApi, run_chat_id
@@ -69,6 +73,7 @@ TARGET_RULES = (
     "network",
     "latency_ramp",
     "failpoint",
+    "point_fault",
     "read_back",
     "open_feed",
     "drop_feed",
@@ -78,6 +83,15 @@ TARGET_RULES = (
 SWARM_KINDS = (*ALL_FAULT_KINDS, "kill", "llm")
 #: a crash is drawn twice as often as a hang
 FAILPOINT_ACTIONS = ("crash", "hang", "crash")
+#: how a point fault is drawn: a crash after the call (the gap before the next one) most often
+POINT_MODES = (
+    ("after", "crash"),
+    ("after", "crash"),
+    ("before", "crash"),
+    ("after", "raise"),
+    ("before", "raise"),
+    ("after", "hang"),
+)
 
 
 def _toxic(kind: str, stream: str = "downstream", **attributes: float) -> dict[str, Any]:
@@ -139,6 +153,8 @@ class ChaosMachine(RuleBasedStateMachine):
     recorder: ClassVar[ExampleObserver]
     #: the configured fault kinds the stack can perform
     usable_faults: ClassVar[frozenset[str]]
+    #: the fault points known to the run (what point faults are drawn from)
+    catalogue: ClassVar[PointCatalogue]
 
     updates = Bundle("updates")
 
@@ -161,6 +177,7 @@ class ChaosMachine(RuleBasedStateMachine):
         self.enabled_faults = self.usable_faults
         self.opened_feeds: set[str] = set()
         self.findings: list[Result] = []
+        self.coverage = ExampleCoverage()
         self.recorder.example_started(reset_seconds)
 
     # ------------------------------------------------------------------ reference model
@@ -209,7 +226,7 @@ class ChaosMachine(RuleBasedStateMachine):
         if self.config.swarm:
             # Failpoints stay available in every example: they are cheap until they fire, and
             # each one is a single place in the code, so they need every chance they can get.
-            chosen = frozenset(kinds) | {"failpoint"}
+            chosen = frozenset(kinds) | {"failpoint", "point"}
             self.enabled_faults = chosen & self.usable_faults or self.usable_faults
 
     def _apply(self, key: str, fault: Fault) -> None:
@@ -386,6 +403,28 @@ class ChaosMachine(RuleBasedStateMachine):
         if "failpoint" not in self.active:
             self._apply("failpoint", ArmFailpoint(name, action))
 
+    def point_fault(self, index: int, mode: tuple[str, str]) -> None:
+        """A point fault at one of the points the run knows (drawn by index)."""
+        point = self.catalogue.pick(index)
+        if point is not None:
+            when, action = mode
+            self.point(point.service, point.key, when=when, action=action)
+
+    def point(
+        self,
+        service: str,
+        point: str,
+        when: str = "after",
+        action: str = "crash",
+        occurrence: int = 1,
+    ) -> None:
+        self._record(
+            "point", service=service, point=point, when=when, action=action, occurrence=occurrence
+        )
+        key = f"point:{service}:{point}"
+        if key not in self.active:
+            self._apply(key, PointFault(service, point, when, action, occurrence))
+
     @precondition(lambda self: bool(self.active))
     @rule(index=st.integers(min_value=0, max_value=7))
     def heal_one(self, index: int) -> None:
@@ -412,10 +451,11 @@ class ChaosMachine(RuleBasedStateMachine):
         self.history.complete(op, "ok", value=healed)
 
     def _heal_order(self, key: str) -> tuple[int, str]:
-        """Failpoints first, so that restarted processes do not crash at them again; then what
+        """Failpoints and points first, so that restarted processes do not crash at them again;
+        then what
         the services depend on (connections, links, the LLM, the infrastructure); the target's
         own processes last, so that they restart into a healthy system."""
-        if key == "failpoint":
+        if key == "failpoint" or key.startswith("point:"):
             return (0, key)
         return (2 if key in self.spec.services else 1, key)
 
@@ -468,6 +508,7 @@ class ChaosMachine(RuleBasedStateMachine):
         finally:
             failure = in_flight or sys.exc_info()[1]
             self.target.close()
+            self._note_coverage()
             self.recorder.example_finished(self)
             if _is_finding(failure):
                 # Whatever the failure left inside the app (a dead pool, a stuck task) must not
@@ -475,6 +516,40 @@ class ChaosMachine(RuleBasedStateMachine):
                 restart_app = getattr(self.stack, "restart_app", None)
                 if restart_app is not None:
                     restart_app()
+
+    def _note_coverage(self) -> None:
+        """What this example reached and faulted; the points it reached join the catalogue,
+        and the search is told how much it covered that no example had before."""
+        points = getattr(self.stack, "points", None)
+        if points is None:
+            return
+        try:
+            fired = points.fired()
+            reached = points.reached()
+            self.coverage.reached = dict(reached.counts)
+            new_points = self.catalogue.learn(points.points().values(), reached)
+        except OSError:
+            return
+        applied = [
+            op["value"]
+            for op in self.history.to_json()
+            if op["f"] == "fault" and op["type"] == "invoke"
+        ]
+        for fault in applied:
+            if isinstance(fault, dict) and fault.get("kind") == "point":
+                faulted = PointFault(**{k: v for k, v in fault.items() if k != "kind"})
+                self.coverage.faulted.append(
+                    FaultedPoint(
+                        faulted.service,
+                        faulted.point,
+                        faulted.when,
+                        faulted.action,
+                        faulted.arm.id in fired,
+                    )
+                )
+        if currently_in_test_context():
+            novelty = self.catalogue.novelty(self.coverage) + new_points
+            hypothesis_target(float(novelty), label="point faults and points not covered before")
 
     def _check_liveness_healed(self) -> None:
         """Check liveness; if that breaks down (not a violation: an error), heal before the
@@ -498,22 +573,27 @@ class ChaosMachine(RuleBasedStateMachine):
             self.stack.heal()
 
     def _let_armed_failpoint_fire(self) -> None:
-        """Before the final heal, give an armed failpoint the chance to be reached: otherwise the
-        heal that follows the last step would disarm it before the work gets there."""
+        """Before the final heal, give an armed failpoint or point fault the chance to be
+        reached: otherwise the heal that follows the last step would disarm it before the work
+        gets there."""
+        waiting: list[Callable[[], bool]] = []
         fault = self.active.get("failpoint")
-        if not isinstance(fault, ArmFailpoint):
-            return
         failpoints = getattr(self.stack, "failpoints", None)
-        if failpoints is None:
+        if isinstance(fault, ArmFailpoint) and failpoints is not None:
+            name = fault.name
+            waiting.append(lambda: bool(failpoints.hits().get(name)))
+        points = [f for f in self.active.values() if isinstance(f, PointFault)]
+        if points:
+            waiting.append(lambda: all(point.fired(self.stack) for point in points))
+        if not waiting:
             return
-
         quiet_since: float | None = None
 
         def fired_or_idle() -> bool:
             # Idle must hold for a moment: a task between its receipt and its start (acked on
             # receipt, not yet counted as running) looks idle for a few milliseconds.
             nonlocal quiet_since
-            if failpoints.hits().get(fault.name):
+            if all(fired() for fired in waiting):
                 return True
             if not self.target.quiescent():
                 quiet_since = None
@@ -522,7 +602,7 @@ class ChaosMachine(RuleBasedStateMachine):
             return time.monotonic() - quiet_since >= QUIET_CONFIRM_SECONDS
 
         with contextlib.suppress(WaitTimeout):
-            wait_until(fired_or_idle, timeout=self.spec.limits.settle, what="the failpoint")
+            wait_until(fired_or_idle, timeout=self.spec.limits.settle, what="the armed faults")
 
     def _let_timed_llm_fault_run_out(self) -> None:
         """Before the final heal, let an LLM fault with a duration run its course unless the
@@ -653,9 +733,14 @@ def _is_finding(error: BaseException | None) -> bool:
     return isinstance(error, Exception) and not isinstance(error, HypothesisException)
 
 
-def bind(stack: Stack, config: ChaosConfig, recorder: ExampleObserver) -> type[ChaosMachine]:
+def bind(
+    stack: Stack,
+    config: ChaosConfig,
+    recorder: ExampleObserver,
+    catalogue: PointCatalogue | None = None,
+) -> type[ChaosMachine]:
     """A ChaosMachine subclass bound to one running stack and run configuration, with the
-    rules its target's adapter allows."""
+    rules its target's adapter allows; point faults draw from ``catalogue`` (the run's)."""
     spec: TargetSpec = stack.target
     check_config(config, spec)
     driver_class(spec)  # a driver that cannot be loaded is the adapter's mistake: say so now
@@ -664,16 +749,23 @@ def bind(stack: Stack, config: ChaosConfig, recorder: ExampleObserver) -> type[C
         "config": config,
         "recorder": recorder,
         "usable_faults": usable_faults(stack, config),
+        "catalogue": catalogue if catalogue is not None else PointCatalogue(),
         "__module__": __name__,
     }
     links = getattr(stack, "links", None)
-    namespace.update(target_rules(spec, config, services=set(stack.services), links=links))
+    has_points = getattr(stack, "points", None) is not None
+    namespace.update(
+        target_rules(spec, config, services=set(stack.services), links=links, points=has_points)
+    )
     return type("ChaosMachine", (ChaosMachine,), namespace)
 
 
 def usable_faults(stack: Stack, config: ChaosConfig) -> frozenset[str]:
     """The configured fault kinds, less those the stack says it cannot perform."""
-    return frozenset(config.faults) - frozenset(getattr(stack, "unsupported_faults", ()))
+    unsupported = set(getattr(stack, "unsupported_faults", ()))
+    if getattr(stack, "points", None) is None:
+        unsupported.add("point")
+    return frozenset(config.faults) - unsupported
 
 
 def check_config(config: ChaosConfig, spec: TargetSpec) -> None:
@@ -693,6 +785,7 @@ def target_rules(
     *,
     services: set[str] | None = None,
     links: Mapping[str, str] | None = None,
+    points: bool = False,
 ) -> dict[str, Any]:
     """The target-dependent rules, each drawing only from what the adapter declares and the
     stack can control (``services``, ``links``); a rule with nothing to draw from is left out."""
@@ -727,6 +820,10 @@ def target_rules(
         latency_ms=st.sampled_from([500, 2000]),
     )
     add("failpoint", _may("failpoint"), name=draw(failpoints), action=draw(actions))
+    if points:
+        guard = lambda self: self._may_inject("point") and len(self.catalogue) > 0  # noqa: E731
+        index = st.integers(min_value=0, max_value=2**16)
+        add("point_fault", guard, index=index, mode=st.sampled_from(POINT_MODES))
     if spec.has_dashboard_read:
         add("read_back", None)
     if spec.has_feed:

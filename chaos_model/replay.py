@@ -19,14 +19,21 @@ from chaos_model.machine import (
     SafetyViolation,
     bind,
 )
+from chaos_model.points import PointCatalogue
 from chaos_model.recorder import RunRecorder
 from chaos_model.stack import Stack
 
-RULES = frozenset(
-    name
-    for name, value in vars(ChaosMachine).items()
-    if hasattr(value, RULE_MARKER) or hasattr(value, INITIALIZE_RULE_MARKER)
-) | frozenset(TARGET_RULES)
+#: the steps a program may have: the machine's rules, the target's, and ``point`` (a point fault
+#: as the program names it: a point_fault rule records the point it drew)
+RULES = (
+    frozenset(
+        name
+        for name, value in vars(ChaosMachine).items()
+        if hasattr(value, RULE_MARKER) or hasattr(value, INITIALIZE_RULE_MARKER)
+    )
+    | frozenset(TARGET_RULES)
+    | {"point"}
+) - {"point_fault"}
 
 
 class BadProgram(ChaosModelError):
@@ -81,6 +88,7 @@ def replay(
     config: ChaosConfig | None = None,
     *,
     recorder: RunRecorder | None = None,
+    catalogue: PointCatalogue | None = None,
 ) -> ReplayOutcome:
     """Run ``steps`` once on ``stack``; say whether an invariant failed.
 
@@ -91,7 +99,7 @@ def replay(
     ensure_injectable(stack)
     config = config or ChaosConfig(progress=False)
     recorder = recorder or RunRecorder(progress=False, failures_dir=config.failures_dir)
-    machine_class = bind(stack, config, recorder)
+    machine_class = bind(stack, config, recorder, catalogue)
     machine = machine_class()
     try:
         try:

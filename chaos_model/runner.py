@@ -16,6 +16,7 @@ from chaos_model.config import ChaosConfig
 from chaos_model.guard import ensure_injectable
 from chaos_model.machine import bind
 from chaos_model.minimise import minimise
+from chaos_model.points import PointCatalogue
 from chaos_model.recorder import (
     BudgetSpent,
     FailureRecord,
@@ -80,12 +81,13 @@ def run(
     )
     if out is not None:
         recorder.out = out
-    machine_class = bind(stack, config, recorder)
+    catalogue = PointCatalogue()
+    machine_class = bind(stack, config, recorder, catalogue)
     if config.seed is not None:
         machine_class = seed(config.seed)(machine_class)
     error: BaseException | None = None
     try:
-        if not (config.sweep and run_sweep(stack, config, recorder)):
+        if not (config.sweep and run_sweep(stack, config, recorder, catalogue)):
             run_state_machine_as_test(machine_class, settings=hypothesis_settings(config))
     except BudgetSpent:
         pass  # the time budget, or the shrink budget, is spent: report what was found
@@ -112,6 +114,7 @@ def run(
         apply_seconds=recorder.apply_seconds,
         heal_seconds=recorder.heal_seconds,
         passing_example=recorder.last_passing,
+        coverage=recorder.coverage,
     )
     if error is not None:
         report.flaky = isinstance(error, Flaky)

@@ -1,14 +1,15 @@
 """The opening sweep: every single fault once, with one update in flight, before the search.
 
-Random search meets a particular crash point only by chance: a failpoint is one of several
-names, drawn in some examples and not others, and it must be armed before the work reaches it.
-Yet "what if this process dies exactly here while a message is in flight" is the first question
-to ask of each crash point. So a run starts by asking it, deterministically: one short program
-per fault (kill one service, make the LLM fail for a few seconds, arm one crash point, break
-the LLM for good), each followed by one delivery; and the two faults of the outside world:
-Telegram delivering an update twice, and a dashboard's WebSocket dropping while the teardown's
-own traffic flows. A failure found here is already minimal and reproducible; only when the
-sweep finds nothing does the search begin.
+Random search meets a particular gap between two I/O calls only by chance; yet "what if this
+process dies exactly here while a message is in flight" is the first question to ask of each
+one. So a run starts by asking it, deterministically: one short program per fault, each
+followed by one delivery. First the faults of the outside world (Telegram delivering an update
+twice, a dashboard's WebSocket dropping), a kill of each service and a few seconds of LLM
+errors; then a probe (one delivery) that shows every fault point one update reaches, and each
+point faulted in every mode that matters for it, the calls that change the world outside the
+process first; hand-placed failpoints, if the target has any; the LLM broken for good last.
+A failure found here is already minimal and reproducible; only when the sweep finds nothing
+does the search begin.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from chaos_model.adapter import TargetSpec
 from chaos_model.config import ChaosConfig
+from chaos_model.points import Point, PointCatalogue
 from chaos_model.recorder import BudgetSpent, RunRecorder
 from chaos_model.replay import replay
 from chaos_model.stack import Stack
@@ -27,15 +29,38 @@ Steps = list[dict[str, Any]]
 DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}
 
 
+#: the modes of the point sweep, in the order it runs them (each over every point it applies to)
+MODES = (("after", "crash"), ("after", "raise"), ("before", "raise"))
+
+
+def point_modes(point: Point) -> list[tuple[str, str]]:
+    """The (when, action) pairs worth a program at ``point``.
+
+    A crash matters only right after a call whose effect outlives it (a commit, a publish, an
+    acknowledgement, a call to another service): after any other call it leaves the world as
+    the previous such call did. An error before the call tries the code's error handling; an
+    error after a call whose effect outlived it is the ambiguous outcome (committed, yet
+    reported failed)."""
+    return [mode for mode in MODES if point.durable or mode == ("before", "raise")]
+
+
+def point_program(point: Point, when: str, action: str) -> Steps:
+    args = {"service": point.service, "point": point.key, "when": when, "action": action}
+    return [{"rule": "point", "args": {**args, "occurrence": 1}}, DELIVER]
+
+
 def sweep_programs(
     config: ChaosConfig,
     target: TargetSpec,
     services: Collection[str] | None = None,
     unsupported: Collection[str] = (),
+    catalogue: PointCatalogue | None = None,
 ) -> Iterator[Steps]:
-    """The programs of the sweep, limited to the configured faults and to what the target has;
-    the broken LLM last, since a correct pipeline needs its whole retry budget (about 15 s) to
-    give up."""
+    """The programs of the sweep, limited to the configured faults and to what the target has.
+
+    With a ``catalogue`` (the stack has fault points), the probe comes after the kills: the
+    point programs that follow it are made from what the catalogue learned by then, so run each
+    program before asking for the next."""
     yield [DELIVER, {"rule": "redeliver", "args": {"update": 0}}]
     if target.has_feed:
         yield [
@@ -43,8 +68,8 @@ def sweep_programs(
             {"rule": "drop_feed", "args": {"name": "dashboard-a"}},
         ]
     faults = set(config.faults) - set(unsupported)
-    # Kills before crash points: four programs that each stop a whole service, where a crash
-    # point in the worker costs a JetStream redelivery (the ack wait) before the work resumes.
+    # Kills first: four programs that each stop a whole service, where a crash in the worker
+    # costs a JetStream redelivery (the ack wait) before the work resumes.
     if "kill" in faults:
         for service in target.services_with("kill"):
             if services is not None and service not in services:
@@ -52,24 +77,37 @@ def sweep_programs(
             yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
     if "llm" in faults:
         yield [{"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}}, DELIVER]
+    # The LLM broken for good before the points: a correct pipeline needs its whole retry budget
+    # (about 15 s) to give up, and a bug that retries forever shows only here.
+    if "llm" in faults:
+        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
+    if catalogue is not None and "point" in faults:
+        yield [DELIVER]  # the probe: its example teaches the catalogue every point
+        points = catalogue.for_sweep(first=target.webhook.service)
+        for mode in MODES:  # every crash first: a crash in a gap is the likeliest loss
+            for point in points:
+                if mode in point_modes(point):
+                    yield point_program(point, *mode)
     if "failpoint" in faults and "crash" in config.failpoint_actions:
         for name in config.failpoints or target.failpoints:
             yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
-    if "llm" in faults:
-        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
 
 
-def run_sweep(stack: Stack, config: ChaosConfig, recorder: RunRecorder) -> bool:
+def run_sweep(
+    stack: Stack, config: ChaosConfig, recorder: RunRecorder, catalogue: PointCatalogue
+) -> bool:
     """Run each program of the sweep once, as an example of the run; True once one fails.
 
-    The failure is recorded (and saved) by ``recorder`` like any other example's.
+    The failure is recorded (and saved) by ``recorder`` like any other example's; the probe
+    teaches ``catalogue`` the points one delivery reaches.
     """
-    programs = sweep_programs(
-        config, stack.target, set(stack.services), getattr(stack, "unsupported_faults", ())
-    )
+    unsupported = set(getattr(stack, "unsupported_faults", ()))
+    if getattr(stack, "points", None) is None:
+        unsupported.add("point")
+    programs = sweep_programs(config, stack.target, set(stack.services), unsupported, catalogue)
     for program in programs:
         try:
-            outcome = replay(program, stack, config, recorder=recorder)
+            outcome = replay(program, stack, config, recorder=recorder, catalogue=catalogue)
         except BudgetSpent:
             return False
         if outcome.failed:

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     stream_name: str = "pipeline"
     subject: str = "pipeline.tasks"
     durable_name: str = "pipeline-worker"
-    ack_wait: float = 4.0
+    ack_wait: float = 2.0
     fetch_timeout: float = 0.5
     publish_timeout: float = 1.0
     nats_ping_interval: float = 1.0

@@ -12,13 +12,15 @@ import pytest
 
 from chaos_model.cli import main
 from chaos_model.config import ChaosConfig
-from chaos_model.experiments import Experiment, find, run_experiment
+from chaos_model.experiments import Experiment, catalogue, find, run_experiment
 from chaos_model.lease import StackOwner
 from chaos_model.replay import replay
 from chaos_model.stack import LocalStack
-from pipeline_app.chaos_experiments import BUILT_IN
 
 pytestmark = pytest.mark.slow
+
+#: the reference pipeline's built-in experiments, as its adapter's catalogue gives them
+BUILT_IN = catalogue()
 
 #: the bug zoo's known-minimal program for no_update_dedup (docs/bugs.md)
 NO_UPDATE_DEDUP_PROGRAM = [

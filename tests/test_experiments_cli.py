@@ -23,10 +23,11 @@ from chaos_model.experiments import (
     step,
     wait_for,
 )
-from pipeline_app.chaos_experiments import BUILT_IN
+from pipeline_app import chaos_experiments
 
 ROOT = Path(__file__).parents[1]
 REFERENCE = load_adapter(ROOT / "chaos-target.toml")
+BUILT_IN = catalogue(REFERENCE)
 TOY_FILE = ROOT / "tests" / "toy_target" / "chaos-target.toml"
 
 BRIEF_EXPERIMENTS = {
@@ -140,7 +141,8 @@ def test_markdown_into_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_the_built_in_experiments_are_the_catalogue_the_adapter_names() -> None:
     assert REFERENCE.experiments == "pipeline_app.chaos_experiments:BUILT_IN"
-    assert catalogue(REFERENCE) == BUILT_IN
+    assert [e.name for e in BUILT_IN] == [e["name"] for e in chaos_experiments.BUILT_IN]
+    assert all(e.origin == "built-in" for e in BUILT_IN)
     assert catalogue(load_adapter(TOY_FILE)) == ()
     for experiment in BUILT_IN:
         check_target(experiment, REFERENCE)

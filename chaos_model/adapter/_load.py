@@ -28,6 +28,7 @@ from chaos_model.adapter._spec import (
     HttpCheck,
     Limits,
     ObserveSpec,
+    PointsSpec,
     QueueSpec,
     ServiceSpec,
     TargetSpec,
@@ -343,10 +344,35 @@ def _service(name: str, entry: _Table) -> ServiceSpec:
         pid_file=entry.text("pid_file", ""),
         start=entry.command("start"),
         ready_timeout=entry.number("ready_timeout", 0.0) or None,
+        points=_points(entry),
     )
     entry.done()
     _check_port_names(entry, spec)
     return spec
+
+
+def _points(entry: _Table) -> PointsSpec:
+    """``points = false``, or a table: ``enabled``, ``packages``, ``functions``, ``standby``."""
+    if not entry.has("points"):
+        return PointsSpec()
+    if isinstance(entry.data["points"], bool):
+        return PointsSpec(enabled=entry.flag("points", True))
+    table = entry.table("points")
+    assert table is not None
+    enabled = table.flag("enabled", True) if table.has("enabled") else None
+    functions = table.words("functions")
+    for spec in functions:
+        module, _, name = spec.partition(":")
+        if not module or not name:
+            table.fail("functions", f"expected 'module:Qualified.name', got {spec!r}")
+    points = PointsSpec(
+        enabled=enabled,
+        packages=table.words("packages"),
+        functions=functions,
+        standby=table.flag("standby", True),
+    )
+    table.done()
+    return points
 
 
 def _check_port_names(entry: _Table, spec: ServiceSpec) -> None:

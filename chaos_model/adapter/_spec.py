@@ -40,6 +40,20 @@ class HttpCheck:
 
 
 @dataclass(frozen=True)
+class PointsSpec:
+    """Fault points at the service's I/O calls (``[services.NAME.points]``)."""
+
+    #: None: on when the service's command runs Python
+    enabled: bool | None = None
+    #: the service's own top-level packages (default: whatever is not installed in site-packages)
+    packages: tuple[str, ...] = ()
+    #: more functions to make points of, ``module:Qualified.name``
+    functions: tuple[str, ...] = ()
+    #: keep a warm standby process, so that a crashed service is back in a fraction of a second
+    standby: bool = True
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     #: how a local stack starts it; None when the service is only ever attached to
@@ -57,6 +71,7 @@ class ServiceSpec:
     start: tuple[str, ...] | None = None
     #: seconds it may take to become ready after a start or restart
     ready_timeout: float | None = None
+    points: PointsSpec = field(default_factory=PointsSpec)
 
 
 @dataclass(frozen=True)

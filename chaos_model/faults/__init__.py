@@ -9,6 +9,7 @@ from chaos_model.faults.network import NetworkToxic
 from chaos_model.faults.noop import NoFault
 from chaos_model.faults.partition import Partition
 from chaos_model.faults.pause import PauseService
+from chaos_model.faults.point import PointFault
 from chaos_model.faults.refuse_connections import RefuseConnections
 from chaos_model.faults.stop import StopService
 from chaos_model.faults.terminate_connections import TerminateConnections
@@ -24,6 +25,7 @@ __all__ = [
     "NoFault",
     "Partition",
     "PauseService",
+    "PointFault",
     "RefuseConnections",
     "StopService",
     "TerminateConnections",

@@ -26,11 +26,17 @@ class KillService(Fault):
         stack.services[self.service].kill()
 
     def heal(self, stack: Stack) -> None:
-        service = stack.services[self.service]
+        start_if_down(stack, self.service)
+
+
+def start_if_down(stack: Stack, name: str) -> None:
+    """Start ``name`` again if it is not running, and give it a moment to be ready: a service
+    whose dependencies are still faulted only has to be running."""
+    service = stack.services[name]
+    if not service.is_running():
+        service.start()
+    try:
+        service.wait_ready(timeout=READY_GRACE_SECONDS)
+    except ServiceNotReady:
         if not service.is_running():
-            service.start()
-        try:
-            service.wait_ready(timeout=READY_GRACE_SECONDS)
-        except ServiceNotReady:
-            if not service.is_running():
-                raise
+            raise

@@ -18,6 +18,7 @@ KNOWN_KINDS = frozenset(
         "terminate_connections",
         "llm",
         "failpoint",
+        "point",
     }
 )
 

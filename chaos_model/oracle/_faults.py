@@ -37,11 +37,9 @@ class FaultSpan:
         """It can hold a process back in the middle of its work (a pause, a slow or cut link, a
         hang), as opposed to ending it at once or failing it fast; a fault the model does not
         know is taken to."""
-        if self.fault.get("action") == "hang":
-            return True
-        if self.kind == "failpoint":
-            return self.fault.get("action") not in ("crash", "error")
-        return self.kind not in NOT_HOLDING
+        if self.kind in ("failpoint", "point"):
+            return self.fault.get("action") not in ("crash", "error", "raise")
+        return self.fault.get("action") == "hang" or self.kind not in NOT_HOLDING
 
     def describe(self) -> str:
         shown = {k: v for k, v in self.fault.items() if k != "kind" and v is not None}

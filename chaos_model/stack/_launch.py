@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_model.adapter import TargetSpec
+from chaos_model.adapter import ServiceSpec, TargetSpec
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
+from chaos_model.points import boot_environment, is_python_command
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Launch:
     env: Mapping[str, str] = field(default_factory=dict)
     log: str = ""
     pid_file: str = ""
+
+    @property
+    def booted(self) -> bool:
+        """It starts with the fault-point bootstrap."""
+        return "CHAOS_MODEL_POINTS" in self.env
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, **self.env}
@@ -96,9 +102,13 @@ def service_launch(
     extra_env: Mapping[str, str] | None = None,
     log: str = "",
     pid_file: str = "",
+    points: Path | None = None,
 ) -> Launch:
     """The launch of service ``name`` (the migration when None): ``command`` (default: the
-    service's own) and the environment the adapter gives it, rendered, plus ``extra_env``."""
+    service's own) and the environment the adapter gives it, rendered, plus ``extra_env``.
+
+    With ``points`` (a stack's point control folder), a Python service gets the bootstrap that
+    makes every I/O call of it a fault point (unless its adapter says ``points = false``)."""
     spec = target.services[name] if name is not None else None
     where = f"services.{name}" if name is not None else "database.migrate"
     if command is None:
@@ -112,14 +122,31 @@ def service_launch(
     if spec is not None:
         env.update({key: render(f"{where}.env.{key}", v) for key, v in spec.env.items()})
     env.update(extra_env or {})
+    argv = tuple(render(f"{where}.{command_key}", arg) for arg in command)
+    if points is not None and spec is not None and booted(spec, argv):
+        env.update(
+            boot_environment(
+                points,
+                spec.name,
+                env,
+                app_packages=spec.points.packages,
+                functions=spec.points.functions,
+            )
+        )
     return Launch(
         name=name or "migrate",
-        argv=tuple(render(f"{where}.{command_key}", arg) for arg in command),
+        argv=argv,
         cwd=str(target.root.resolve()),
         env=env,
         log=log,
         pid_file=pid_file,
     )
+
+
+def booted(spec: ServiceSpec, argv: Sequence[str]) -> bool:
+    """Whether a service gets fault points: as its adapter says, else when it runs Python."""
+    enabled = spec.points.enabled
+    return is_python_command(argv) if enabled is None else enabled
 
 
 def write_pid_file(path: Path, pid: int) -> None:

@@ -28,6 +28,7 @@ from chaos_model._wait import wait_until
 from chaos_model.adapter import LLMSpec, TargetSpec, llm_spec_to_json
 from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
+from chaos_model.points import PointControl
 from chaos_model.proxy import ProxyClient
 from chaos_model.stack._base import Endpoints, Service, Stoppable
 from chaos_model.stack._guardian import Guardian
@@ -68,6 +69,8 @@ class StackLifecycle(Stoppable):
     keep_dir = False
     _stores: StoreClients | None = None
     _guardian: Guardian | None = None
+    #: the control folder of the fault points at the target's I/O calls, if it has any
+    _points: PointControl | None = None
 
     # ----------------------------------------------------------------- what a backend supplies
     @property
@@ -114,6 +117,14 @@ class StackLifecycle(Stoppable):
     @property
     def log_dir(self) -> Path:
         return self.dir / "logs"
+
+    @property
+    def points(self) -> PointControl:
+        """The fault points at every I/O call of the target's Python services."""
+        if self._points is None:
+            why = "no service of it starts with the fault-point bootstrap"
+            raise NoFailpoints("point", self.backend, why)
+        return self._points
 
     @property
     def failpoints(self) -> FailpointFile:
@@ -164,6 +175,8 @@ class StackLifecycle(Stoppable):
         infrastructure before the target's processes, and wait until every service is ready."""
         self._require_started()
         healed = self._disarm_failpoints()
+        if self._points is not None:
+            healed += [f"disarmed point {arm['point']}" for arm in self._points.disarm_all()]
         for name, service in self.services.items():
             if service.is_paused():
                 service.resume()
@@ -181,6 +194,8 @@ class StackLifecycle(Stoppable):
         failpoints = self._failpoint_file()
         if failpoints is not None:
             failpoints.clear()
+        if self._points is not None:
+            self._points.new_example()
         self._llm_control("POST", "/control/reset")
         if not self._llm_configured_at_launch and self.target.llm != LLMSpec():
             self._llm_control("POST", "/control/config", llm_spec_to_json(self.target.llm))

@@ -26,6 +26,7 @@ from chaos_model.adapter import TargetSpec, llm_spec_to_json
 from chaos_model.adapter._render import Placeholders
 from chaos_model.adapter.default import default_target
 from chaos_model.errors import StackError
+from chaos_model.points import PointControl
 from chaos_model.stack._base import target_endpoints
 from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
 from chaos_model.stack._guardian import Guardian
@@ -34,6 +35,7 @@ from chaos_model.stack._lifecycle import StackLifecycle
 from chaos_model.stack._ports import free_port
 from chaos_model.stack._process import ManagedProcess, ProcessService
 from chaos_model.stack._service import http_probe
+from chaos_model.stack._standby import Standby
 
 #: A deadline, not a wait: a service is used as soon as it answers. A Python service starts in
 #: about a second, but on a 2-core machine running several stacks at once it has taken over 20 s.
@@ -91,6 +93,14 @@ class LocalService(ProcessService):
         self.process.start()
         if self._on_start is not None:
             self._on_start()  # tell the guardian the new pid
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        super().wait_ready(timeout)
+        standby = self.process.standby
+        if standby is not None and not standby.waiting:  # the next one, ahead of need
+            standby.spawn()
+            if self._on_start is not None:
+                self._on_start()
 
     def stop(self) -> None:
         """Stop cleanly: SIGTERM, or for PostgreSQL SIGINT (fast shutdown)."""
@@ -205,6 +215,8 @@ class LocalStack(StackLifecycle):
                 service.stop()
             except Exception:  # noqa: BLE001 - keep stopping the others
                 service.kill()
+            if service.process.standby is not None:
+                service.process.standby.discard()
 
     # ----------------------------------------------------------------- start-up
     def _start(self) -> None:
@@ -212,6 +224,8 @@ class LocalStack(StackLifecycle):
         self.dir.chmod(0o755)
         self.log_dir.mkdir()
         self._guardian = Guardian(self.dir, "processes", keep=self.keep_dir)
+        self._points = PointControl(self.dir / "points")
+        self._points.prepare()
         self.failpoints.clear()
         user = _service_user()
         pg_bin = find_postgres_bindir()
@@ -371,12 +385,17 @@ class LocalStack(StackLifecycle):
             render_with(self._placeholders(name)),
             extra_env={**self._marked(), **self._extra_env},
             log=str(self.log_dir / f"{name or 'migrate'}.log"),
+            points=self._points.folder if self._points is not None else None,
         )
 
     def _app_service(self, name: str) -> LocalService:
         spec = self.target.services[name]
         launch = self._launch(name)
-        process = ManagedProcess(launch)
+        standby = None
+        if launch.booted and spec.points.standby and self._points is not None:
+            folder, modules = self._points.folder / "standby", self._points.modules_file(name)
+            standby = Standby(launch, folder, modules)
+        process = ManagedProcess(launch, standby=standby)
         probe, awaited = http_probe(lambda: self._http, spec.ready, self._placeholders(name).render)
         return LocalService(
             name,
@@ -414,8 +433,13 @@ class LocalStack(StackLifecycle):
             )
 
     def _record_pids(self) -> None:
-        if self._guardian is not None:
-            self._guardian.record({n: s.process.pid for n, s in self._services.items()})
+        if self._guardian is None:
+            return
+        pids = {name: s.process.pid for name, s in self._services.items()}
+        for name, service in self._services.items():
+            if service.process.standby is not None:
+                pids[f"{name} standby"] = service.process.standby.pid
+        self._guardian.record(pids)
 
     # ----------------------------------------------------------------- PostgreSQL
     @property

@@ -20,6 +20,7 @@ from chaos_model.errors import StackError
 from chaos_model.stack._guardian import alive, process_tree
 from chaos_model.stack._launch import Launch
 from chaos_model.stack._service import ReadyWait, file_tail
+from chaos_model.stack._standby import Standby
 
 STOP_GRACE_SECONDS = 5.0
 KILL_WAIT_SECONDS = 5.0
@@ -152,11 +153,15 @@ class ProcessService(ReadyWait):
 class ManagedProcess(ProcessTree):
     """One service process chaos-model starts (``launch``) and supervises."""
 
-    def __init__(self, launch: Launch, user: str | None = None) -> None:
+    def __init__(
+        self, launch: Launch, user: str | None = None, standby: Standby | None = None
+    ) -> None:
         self.name = launch.name
         self.launch = launch
         self.log_path = launch.log_path
         self.user = user
+        #: the next process, waiting with its imports done (a Python service's)
+        self.standby = standby
 
     def root(self) -> psutil.Process | None:
         if self._popen is None or self._popen.poll() is not None:
@@ -170,7 +175,8 @@ class ManagedProcess(ProcessTree):
     def start(self) -> None:
         if self.is_running():
             raise StackError(f"{self.name} is already running (pid {self.pid})")
-        self._popen = self.launch.start(self.user)
+        warm = self.standby.take() if self.standby is not None else None
+        self._popen = warm or self.launch.start(self.user)
         self.paused = False
 
     def log_tail(self, lines: int = 30) -> str:

@@ -408,7 +408,7 @@ UNKNOWN: dict[str, list[Case]] = {
         ),
         (
             "late during a fault of a kind the model does not know",
-            lambda: ctx(ops=fault({"kind": "point", "site": "x"}, 0.0) + attempt(101, 0.1, 2.9)),
+            lambda: ctx(ops=fault({"kind": "brownout", "site": "x"}, 0.0) + attempt(101, 0.1, 2.9)),
         ),
     ],
     OutcomeAsPredicted.name: [
@@ -555,3 +555,14 @@ def test_the_prediction_for_a_stage_that_never_answered_in_time() -> None:
     prediction = predict({"scored": list(calls)}, ("scored", "extracted"), 10)
     assert prediction.expected == "failed"
     assert "its budget of 10 attempts all failed" in prediction.why
+
+
+def test_a_point_fault_holds_work_back_only_when_it_hangs() -> None:
+    crash = {"kind": "point", "service": "api", "point": "p", "when": "after", "action": "crash"}
+    hang = {**crash, "action": "hang"}
+    ops = fault(crash, 0.0, 1.0) + fault(hang, 4.0, 6.0)
+    assert [span.holds_work_back() for span in fault_spans(history(*ops))] == [False, True]
+    late = attempt(101, 0.1, 2.9) + attempt(101, 4.1, 7.1, "info", "ReadTimeout")
+    result = WebhookAnswersInTime().check(ctx(ops=ops + late))
+    assert result.verdict is Verdict.INVALID
+    assert "update 101 at 0.10s took 2.80s" in result.detail and "at 4.10s" not in result.detail
