@@ -67,6 +67,12 @@ def _normal(text: str) -> str:
     return _NUMBER.sub("{n}", text)
 
 
+#: the table a SELECT reads (``FROM x``, not ``FROM min(...)`` inside an expression), or the
+#: function it calls when it reads none (``SELECT pg_notify(...)``)
+_FROM = re.compile(r"\bFROM\s+([\w.\"]+)\b(?!\s*\()", re.IGNORECASE)
+_CALLED = re.compile(r"^\s*SELECT\s+([\w.]+)\s*\(", re.IGNORECASE)
+
+
 def sql_detail(query: Any) -> str:
     """``INSERT INTO outbox``, ``UPDATE messages``, ``SELECT telegram_updates``, ``COMMIT``."""
     words = str(query).replace("(", " (").split()
@@ -81,7 +87,7 @@ def sql_detail(query: Any) -> str:
     elif verb == "DELETE" and len(words) > 2:
         table = words[2]
     elif verb in ("SELECT", "WITH"):
-        found = re.search(r"\bFROM\s+([\w.\"]+)", str(query), re.IGNORECASE)
+        found = _FROM.search(str(query)) or _CALLED.search(str(query))
         table = found.group(1) if found else ""
         verb = "SELECT"
     table = table.strip('";').split("(")[0]
@@ -103,6 +109,15 @@ def _is_driver_sql(query: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- the runtime
+def _module_of(frame: Any) -> str:
+    """The frame's module; for ``python -m package.module``, that name, not ``__main__``."""
+    module = str(frame.f_globals.get("__name__", ""))
+    if module == "__main__":
+        spec = frame.f_globals.get("__spec__")
+        module = getattr(spec, "name", None) or module
+    return module
+
+
 class Runtime:
     """One process's view of the control folder: its events, the armed points, their firing."""
 
@@ -175,10 +190,7 @@ class Runtime:
 
     def _is_app(self, frame: Any) -> bool:
         if self._app_packages:
-            module = str(frame.f_globals.get("__name__", ""))
-            return module.partition(".")[0] in self._app_packages or (
-                module == "__main__" and self._kind(frame.f_code.co_filename) == APP
-            )
+            return _module_of(frame).partition(".")[0] in self._app_packages
         return self._kind(frame.f_code.co_filename) == APP
 
     def site(self, library: str) -> tuple[str, str, str, int, str]:
@@ -213,7 +225,7 @@ class Runtime:
             names.append(run[1].f_code.co_name)
         if len(run) > 1:
             names.append(inner.f_code.co_name)
-        module = str(inner.f_globals.get("__name__", ""))
+        module = _module_of(inner)
         code = inner.f_code
         return " > ".join(names), module, code.co_name, inner.f_lineno, code.co_filename
 
@@ -245,7 +257,8 @@ class Runtime:
                 os.write(self._sites, (json.dumps(record) + "\n").encode())
             os.write(self._log, f"{self.generation} {site_id} {time.monotonic():.4f}\n".encode())
         if self._modules_written < 2:
-            self._note_modules()
+            with contextlib.suppress(OSError):  # no standby then: the service goes on
+                self._note_modules()
         return key
 
     def _note_modules(self) -> None:
