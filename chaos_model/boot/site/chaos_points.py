@@ -378,9 +378,13 @@ def point(
     op: str,
     describe: Describe,
     error: Errors,
+    sent: Callable[[tuple[Any, ...]], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Make a point of every call of the decorated function: ``describe(args, kwargs)`` gives
-    (detail, full text to match), or None for a call that is not a point."""
+    (detail, full text to match), or None for a call that is not a point. ``sent(args)`` (a
+    coroutine) makes sure what the call wrote has left the process before an arm acts *after*
+    it: a client that buffers (nats-py) would otherwise lose it with the process, and "after"
+    would mean "before"."""
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(function, "__chaos_point__", False):
@@ -404,11 +408,14 @@ def point(
                 token = _inside.set(True)
                 try:
                     result = await function(*args, **kwargs)
+                    firing = [arm for arm in arms if runtime.take(arm, "after")]
+                    if firing and sent is not None:
+                        with contextlib.suppress(Exception):
+                            await sent(args)
                 finally:
                     _inside.reset(token)
-                for arm in arms:
-                    if runtime.take(arm, "after"):
-                        await _act(arm, key, error, "after", (args, kwargs))
+                for arm in firing:
+                    await _act(arm, key, error, "after", (args, kwargs))
                 return result
 
             wrapper: Any = async_wrapper
@@ -521,6 +528,14 @@ def _nats_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bas
     return errors.TimeoutError() if when == "after" else errors.ConnectionClosedError()
 
 
+async def _flush_client(args: tuple[Any, ...]) -> None:
+    await args[0].flush(timeout=1)
+
+
+async def _flush_message(args: tuple[Any, ...]) -> None:
+    await args[0]._client.flush(timeout=1)
+
+
 def _subject(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
     subject = str(args[1] if len(args) > 1 else kwargs.get("subject", ""))
     return _normal(subject), subject
@@ -532,7 +547,7 @@ def _patch_nats(module: Any) -> None:
         _wrap(
             client.Client,
             ("publish",),
-            lambda name: point("nats", "nats.publish", _subject, _nats_error),
+            lambda name: point("nats", "nats.publish", _subject, _nats_error, _flush_client),
         )
     js = sys.modules.get("nats.js.client")
     if js is not None:
@@ -551,7 +566,9 @@ def _patch_nats(module: Any) -> None:
         _wrap(
             msg.Msg,
             ("ack", "ack_sync", "nak", "term", "in_progress"),
-            lambda name: point("nats", f"nats.{name}", lambda a, k: ("", ""), _nats_error),
+            lambda name: point(
+                "nats", f"nats.{name}", lambda a, k: ("", ""), _nats_error, _flush_message
+            ),
         )
 
 
