@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from chaos_model.adapter import TargetSpec
 from chaos_model.history import History
 from chaos_model.invariants import Result
+from chaos_model.points import ExampleCoverage
 from chaos_model.stack import Stack
 
 
@@ -35,6 +36,10 @@ class ExampleView(Protocol):
     @property
     def bodies(self) -> Mapping[int, dict[str, Any]]:
         """Every update the example delivered, by update id."""
+
+    @property
+    def coverage(self) -> ExampleCoverage:
+        """The fault points it reached and faulted."""
 
 
 class ExampleObserver(Protocol):

@@ -500,8 +500,10 @@ class ChaosMachine(RuleBasedStateMachine):
             return
         try:
             fired = points.fired()
-            self.coverage.reached = dict(points.reached().counts)
-            new_points = self.catalogue.learn(points.points().values())
+            reached = points.reached()
+            self.coverage.reached = dict(reached.counts)
+            self.coverage.calls = sorted(reached.calls)
+            new_points = self.catalogue.learn(points.points().values(), reached)
         except OSError:
             return
         applied = [

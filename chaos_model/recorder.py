@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from hypothesis.control import current_build_context
 
 from chaos_model.invariants import Result, Verdict
+from chaos_model.points import CoverageTable
 from chaos_model.reporting.capture import ExampleCapture, capture_example
 from chaos_model.run_stats import InvariantExercise
 
@@ -75,6 +76,8 @@ class RunReport:
     heal_seconds: dict[str, list[float]] = field(default_factory=dict)
     #: the last passing example, when the run was asked to keep one for its report
     passing_example: ExampleCapture | None = None
+    #: the fault x point table of the run
+    coverage: CoverageTable = field(default_factory=CoverageTable)
 
     @property
     def failed(self) -> bool:
@@ -108,6 +111,8 @@ class RunRecorder:
     last_failure: FailureRecord | None = None
     #: which faults and operations exercised each invariant (for docs/invariants.md)
     exercise: InvariantExercise = field(default_factory=InvariantExercise)
+    #: the fault x point table: every point reached, faulted, fired, and what it found
+    coverage: CoverageTable = field(default_factory=CoverageTable)
     #: keep a capture of the last passing example too (the report's --report-passing)
     capture_passing: bool = False
     last_passing: ExampleCapture | None = None
@@ -163,6 +168,7 @@ class RunRecorder:
         self._step_time += time.monotonic() - self._step_started
         self._collect_fault_latency(machine.history.to_json())
         self.exercise.record(machine, len(self.quiesce_times))
+        self._note_coverage(machine)
         if not self._pending:
             if self.capture_passing:
                 self.last_passing = self._capture(machine)
@@ -185,6 +191,12 @@ class RunRecorder:
             self.first_failure_steps = self.steps
         self.last_failure = record
         self._pending = []
+
+    def _note_coverage(self, machine: ExampleView) -> None:
+        points = getattr(machine.stack, "points", None)
+        known = points.points() if points is not None else {}
+        violated = [result.invariant for result in self._pending]
+        self.coverage.add(machine.coverage, known, violated)
 
     def _capture(self, machine: ExampleView) -> ExampleCapture:
         return capture_example(machine, self._step_started_at, self._pending, self.log_dirs)
@@ -296,7 +308,8 @@ def render_program(steps: list[dict[str, Any]]) -> str:
         if rule == "redeliver":
             rendered = f"update=updates_{args['update']}"
         elif rule == "point":  # crash(service='worker', after='...: asyncpg.execute COMMIT')
-            rule = args.pop("action", "crash")
+            rule = {"raise": "error"}.get(args.get("action", "crash"), args.get("action", "crash"))
+            args.pop("action", None)
             when = args.pop("when", "after")
             args = {"service": args.pop("service"), when: args.pop("point"), **args}
             rendered = ", ".join(f"{key}={value!r}" for key, value in args.items())

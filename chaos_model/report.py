@@ -21,6 +21,15 @@ def print_report(report: RunReport, out: TextIO, *, bugs: Sequence[str] = ()) ->
         ("elapsed", f"{report.elapsed:.1f} s"),
         ("violations", f"{report.violations}"),
     ]
+    totals = report.coverage.totals()
+    if totals["points"]:
+        rows.append(
+            (
+                "fault points",
+                f"{totals['points']} reached, {totals['fired']} faulted"
+                f" ({totals['point_modes_fired']} point x mode pairs)",
+            )
+        )
     width = max(len(name) for name, _ in rows)
     out.write("\nchaos-model run summary\n")
     for name, value in rows:

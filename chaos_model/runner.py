@@ -114,6 +114,7 @@ def run(
         apply_seconds=recorder.apply_seconds,
         heal_seconds=recorder.heal_seconds,
         passing_example=recorder.last_passing,
+        coverage=recorder.coverage,
     )
     if error is not None:
         report.flaky = isinstance(error, Flaky)
@@ -131,7 +132,11 @@ def run(
     if report.failure is not None and report.failure.steps:
         if config.shrink:
             shrunk = minimise(
-                report.failure.steps, stack, runs=config.replays, budget=config.shrink_budget
+                report.failure.steps,
+                stack,
+                runs=config.replays,
+                budget=config.shrink_budget,
+                invariants=report.failure.invariants,
             )
             if shrunk != report.failure.steps:
                 report.failure.steps = shrunk

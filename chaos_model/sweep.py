@@ -14,6 +14,7 @@ does the search begin.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -27,6 +28,11 @@ from chaos_model.stack import Stack
 Steps = list[dict[str, Any]]
 
 DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}
+OPERATIONS = frozenset({"deliver", "redeliver", "open_feed", "drop_feed", "read_back"})
+
+
+#: the modes of the point sweep, in the order it runs them (each over every point it applies to)
+MODES = (("after", "crash"), ("after", "raise"), ("before", "raise"))
 
 
 def point_modes(point: Point) -> list[tuple[str, str]]:
@@ -37,10 +43,7 @@ def point_modes(point: Point) -> list[tuple[str, str]]:
     the previous such call did. An error before the call tries the code's error handling; an
     error after a call whose effect outlived it is the ambiguous outcome (committed, yet
     reported failed)."""
-    modes = [("before", "raise")]
-    if point.durable:
-        modes = [("after", "crash"), ("after", "raise"), *modes]
-    return modes
+    return [mode for mode in MODES if point.durable or mode == ("before", "raise")]
 
 
 def point_program(point: Point, when: str, action: str) -> Steps:
@@ -76,17 +79,32 @@ def sweep_programs(
             yield [{"rule": "kill", "args": {"service": service}}, DELIVER]
     if "llm" in faults:
         yield [{"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}}, DELIVER]
+    # The LLM broken for good before the points: a correct pipeline needs its whole retry budget
+    # (about 15 s) to give up, and a bug that retries forever shows only here.
+    if "llm" in faults:
+        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
     if catalogue is not None and "point" in faults:
         yield [DELIVER]  # the probe: its example teaches the catalogue every point
-        for point in catalogue.for_sweep():
-            for when, action in point_modes(point):
-                yield point_program(point, when, action)
+        points = catalogue.for_sweep(first=target.webhook.service)
+        for mode in MODES:  # every crash first: a crash in a gap is the likeliest loss
+            for point in points:
+                if mode in point_modes(point):
+                    yield point_program(point, *mode)
     if "failpoint" in faults and "crash" in config.failpoint_actions:
         for name in config.failpoints or target.failpoints:
             yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
-    # the LLM broken for good last: a correct pipeline needs its whole retry budget (about 15 s)
-    if "llm" in faults:
-        yield [{"rule": "break_llm", "args": {"mode": "error"}}, DELIVER]
+
+
+def second_order(program: Steps, point: Point) -> list[Steps]:
+    """Programs that run ``program``'s fault again and crash at ``point``, a point that fault
+    led the service to (an error path, a reconnect): before the call, and after it when its
+    effect outlives a crash. The crash goes right before the program's last step."""
+    modes = [("before", "crash")] + ([("after", "crash")] if point.durable else [])
+    programs = []
+    for when, action in modes:
+        crash = point_program(point, when, action)[0]
+        programs.append([*program[:-1], crash, program[-1]])
+    return programs
 
 
 def run_sweep(
@@ -95,17 +113,38 @@ def run_sweep(
     """Run each program of the sweep once, as an example of the run; True once one fails.
 
     The failure is recorded (and saved) by ``recorder`` like any other example's; the probe
-    teaches ``catalogue`` the points one delivery reaches.
+    teaches ``catalogue`` the points one delivery reaches. A program whose fault leads a
+    service to points no program reached before (an error path, a retry) is followed at once by
+    programs that crash at each of them with the same fault applied: two faults, one opening a
+    path and one breaking it, before the search.
     """
     unsupported = set(getattr(stack, "unsupported_faults", ()))
-    if getattr(stack, "points", None) is None:
+    has_points = getattr(stack, "points", None) is not None
+    if not has_points:
         unsupported.add("point")
     programs = sweep_programs(config, stack.target, set(stack.services), unsupported, catalogue)
-    for program in programs:
+    pending: deque[Steps] = deque()
+    known: set[tuple[str, str]] | None = None
+    while True:
+        program = pending.popleft() if pending else next(programs, None)
+        if program is None:
+            return False
         try:
             outcome = replay(program, stack, config, recorder=recorder, catalogue=catalogue)
         except BudgetSpent:
             return False
         if outcome.failed:
             return True
-    return False
+        if not has_points or "point" in unsupported:
+            continue
+        reached = {(point.service, point.key): point for point in catalogue}
+        if known is not None and _opens_paths(program):
+            for identity in sorted(set(reached) - known):
+                pending.extend(second_order(program, reached[identity]))
+        known = set(reached)  # the first program is the clean path: nothing is new after it
+
+
+def _opens_paths(program: Steps) -> bool:
+    """A program with one fault of its own (second-order programs are not followed up)."""
+    faults = [step for step in program if step["rule"] not in OPERATIONS]
+    return len(faults) == 1

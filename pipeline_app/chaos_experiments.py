@@ -132,7 +132,7 @@ BUILT_IN: tuple[dict[str, Any], ...] = (
             "messages by final stage",
         ),
         expected=(
-            "After the ack wait (4 s in tests) the score task is delivered again; the message "
+            "After the ack wait (2 s in tests) the score task is delivered again; the message "
             "has one score, one set of knowledge, and reaches `extracted`; every invariant holds."
         ),
         remediation=(

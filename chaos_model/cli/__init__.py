@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chaos_model.cli import _experiment, _invariants, _replay, _run, _stack
+from chaos_model.cli import _experiment, _invariants, _points, _replay, _run, _stack
 from chaos_model.cli._common import (
     EXIT_OK,
     EXIT_STACK,
@@ -33,7 +33,7 @@ __all__ = [
     "parse_duration",
 ]
 
-SUBCOMMANDS = (_run, _replay, _invariants, _experiment, _stack)
+SUBCOMMANDS = (_run, _replay, _points, _invariants, _experiment, _stack)
 
 
 def build_parser() -> argparse.ArgumentParser:

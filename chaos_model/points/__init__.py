@@ -15,6 +15,7 @@ from chaos_model.points._control import (
     is_python_command,
 )
 from chaos_model.points._coverage import (
+    CoverageTable,
     ExampleCoverage,
     FaultedPoint,
     PointCatalogue,
@@ -23,6 +24,7 @@ from chaos_model.points._coverage import (
 __all__ = [
     "BOOT_DIR",
     "Arm",
+    "CoverageTable",
     "ExampleCoverage",
     "FaultedPoint",
     "Point",

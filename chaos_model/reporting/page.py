@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
 
+from chaos_model.points import CoverageTable
 from chaos_model.reporting.svg import (
     ANSWER_COLOURS,
     STAGE_COLOURS,
@@ -48,6 +49,7 @@ class ReportPage:
     sections: list[ExampleSection]
     replay_command: str | None = None
     notes: list[str] = field(default_factory=list)
+    coverage: CoverageTable | None = None
 
 
 def render_page(page: ReportPage) -> str:
@@ -68,8 +70,38 @@ def render_page(page: ReportPage) -> str:
     if not page.sections:
         parts.append('<p class="note">No example timeline was recorded in this run.</p>')
     parts.extend(_section(section) for section in page.sections)
+    if page.coverage is not None and len(page.coverage):
+        parts.append(_coverage(page.coverage))
     parts.append(f"<script>{JS}</script></body></html>")
     return "\n".join(parts)
+
+
+def _coverage(table: CoverageTable) -> str:
+    """The fault x point table: each point the run reached, the modes it was faulted in (fired
+    of armed) and what the examples where it fired found."""
+    totals = table.totals()
+    rows = [
+        [
+            row.point.service,
+            row.point.key,
+            row.point.location,
+            str(row.reached_examples),
+            row.modes_text,
+            row.found_text,
+        ]
+        for row in table.by_interest()
+    ]
+    head = ["service", "point", "where", "reached", "faulted: fired/armed", "found"]
+    return "\n".join(
+        [
+            '<section class="coverage" id="coverage">',
+            "<h2>Fault points</h2>",
+            f'<p class="note">{totals["points"]} points reached, {totals["fired"]} faulted,'
+            f" {totals['with_findings']} with a finding.</p>",
+            _table(head, rows, css="coverage"),
+            "</section>",
+        ]
+    )
 
 
 def _section(section: ExampleSection) -> str:

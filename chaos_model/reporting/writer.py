@@ -61,6 +61,7 @@ def write_run_report(
         sections=sections,
         replay_command=command,
         notes=notes,
+        coverage=report.coverage,
     )
     written = WrittenReport(directory, directory / "report.html", directory / "summary.json")
     written.html.write_text(render_page(page), encoding="utf-8")
@@ -210,6 +211,7 @@ def _summary(
         "seed": seed,
         "bugs": list(bugs),
         "failure": failure,
+        "coverage": report.coverage.to_json(),
         "timelines": [
             {
                 "id": section.element_id,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from chaos_model.adapter import load_adapter
 from chaos_model.config import ChaosConfig
-from chaos_model.points import Point, PointCatalogue
+from chaos_model.points import Point, PointCatalogue, Reached
 from chaos_model.replay import RULES
 from chaos_model.sweep import sweep_programs
 
@@ -40,7 +40,7 @@ def test_every_single_fault_once_each_followed_by_a_delivery() -> None:
         {"rule": "llm_fault", "args": {"mode": "error", "seconds": 3.0}},
         {"rule": "break_llm", "args": {"mode": "error"}},
     ]
-    assert programs[-1][0]["rule"] == "break_llm"
+    assert programs[-len(FAILPOINTS) - 1][0]["rule"] == "break_llm"
     for program in programs[2:]:
         assert len(_faults(program)) == 1
         assert program[-1]["rule"] == "deliver"
@@ -76,14 +76,21 @@ def test_the_point_programs_follow_the_probe_from_what_it_taught_the_catalogue()
     assert next(programs) == [{"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}]
     commit = Point("worker", "w: asyncpg.execute COMMIT", "asyncpg.execute", "COMMIT")
     read = Point("api", "r: asyncpg.fetch SELECT x", "asyncpg.fetch", "SELECT x")
-    catalogue.learn([read, commit])  # what the probe's example reached
+    ack = Point("worker", "a: nats.ack", "nats.ack")
+    reached = Reached()
+    for at, point in ((1.0, read), (2.0, commit), (3.0, ack)):
+        reached.add(point.service, point.key, at)
+    catalogue.learn([read, commit, ack], reached)  # what the probe's example reached
     rest = list(programs)
-    assert [
-        (p[0]["args"]["point"], p[0]["args"]["when"], p[0]["args"]["action"]) for p in rest
-    ] == [
+    faulted = [(p[0]["args"]["point"], p[0]["args"]["when"], p[0]["args"]["action"]) for p in rest]
+    # every crash first; the webhook's service first, then the points reached last first
+    assert faulted == [
+        (ack.key, "after", "crash"),
         (commit.key, "after", "crash"),
+        (ack.key, "after", "raise"),
         (commit.key, "after", "raise"),
-        (commit.key, "before", "raise"),
         (read.key, "before", "raise"),
+        (ack.key, "before", "raise"),
+        (commit.key, "before", "raise"),
     ]
     assert all(p[-1]["rule"] == "deliver" and p[0]["rule"] in RULES for p in rest)
