@@ -14,8 +14,9 @@ does the search begin.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from chaos_model.adapter import TargetSpec
@@ -108,7 +109,11 @@ def second_order(program: Steps, point: Point) -> list[Steps]:
 
 
 def run_sweep(
-    stack: Stack, config: ChaosConfig, recorder: RunRecorder, catalogue: PointCatalogue
+    stack: Stack,
+    config: ChaosConfig,
+    recorder: RunRecorder,
+    catalogue: PointCatalogue,
+    on_program: Callable[[Steps, bool, float], None] | None = None,
 ) -> bool:
     """Run each program of the sweep once, as an example of the run; True once one fails.
 
@@ -116,7 +121,8 @@ def run_sweep(
     teaches ``catalogue`` the points one delivery reaches. A program whose fault leads a
     service to points no program reached before (an error path, a retry) is followed at once by
     programs that crash at each of them with the same fault applied: two faults, one opening a
-    path and one breaking it, before the search.
+    path and one breaking it, before the search. ``on_program(program, failed, seconds)`` is
+    told of each program run.
     """
     unsupported = set(getattr(stack, "unsupported_faults", ()))
     has_points = getattr(stack, "points", None) is not None
@@ -129,10 +135,13 @@ def run_sweep(
         program = pending.popleft() if pending else next(programs, None)
         if program is None:
             return False
+        began = time.monotonic()
         try:
             outcome = replay(program, stack, config, recorder=recorder, catalogue=catalogue)
         except BudgetSpent:
             return False
+        if on_program is not None:
+            on_program(program, outcome.failed, time.monotonic() - began)
         if outcome.failed:
             return True
         if not has_points or "point" in unsupported:
