@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, percentile, write_json
 
 from chaos_model.cli import parse_duration
-from chaos_model.config import ChaosConfig
+from chaos_model.config import ALL_FAULT_KINDS, ChaosConfig
 from chaos_model.runner import RunReport, run
 from chaos_model.stack import LocalStack
-from chaos_model.sweep import sweep_programs
 from pipeline_app.bugs import KNOWN_BUGS
 
 EXAMPLE_CAP = 100_000  # the time budget, not the example count, ends a run
@@ -46,12 +45,33 @@ KNOWN_MINIMUM = {
     "ws_no_resume": 2,
     "infinite_redelivery": 2,
     "core_nats": 2,
+    # the deep zoo (docs/bugs.md): between two I/O calls, found through fault points
+    "webhook_two_transactions": 2,
+    "dual_write_score": 2,
+    "dedup_marker_first": 2,
+    "relay_mark_before_publish": 2,
+    "extract_items_after_commit": 2,
+    "in_memory_retry": 3,
+    # only the oracle sees these (docs/bugs.md): wrong content, cost, latency or outcome
     "http_errors_final": 2,
     "events_after_commit": 2,
     "score_rounded": 1,
     "llm_client_retries": 2,
     "inline_spam_check": 2,
 }
+#: the deep zoo's targets: found within 5 minutes each, median <= 60 s
+DEEP = frozenset(
+    {
+        "webhook_two_transactions",
+        "dual_write_score",
+        "dedup_marker_first",
+        "relay_mark_before_publish",
+        "extract_items_after_commit",
+        "in_memory_retry",
+    }
+)
+DEEP_MEDIAN_TARGET = 60.0
+REPRODUCTION_TARGET = 2 / 3
 MEDIAN_DETECT_TARGET = 30.0
 STEPS_PER_SECOND_TARGET = 20.0
 RESET_TARGET_MS = 100.0
@@ -60,8 +80,14 @@ RESET_TARGET_MS = 100.0
 SHRINK_BUDGET = 60.0
 
 
+#: the fault kinds of a run: everything but the hand-placed failpoints, which a user's service
+#: does not have (``--with-failpoints`` adds them back)
+FAULTS = tuple(kind for kind in ALL_FAULT_KINDS if kind != "failpoint")
+
+
 def _config(seed: int, budget: float, failures: Path, steps: int, shrink: float) -> ChaosConfig:
     return ChaosConfig(
+        faults=FAULTS,
         shrink_budget=shrink,
         examples=EXAMPLE_CAP,
         steps=steps,
@@ -81,6 +107,7 @@ def _bug_result(bug: str, seed: int, report: RunReport) -> dict[str, Any]:
         "found": failure is not None and failure.kinds != ["error"],
         "seconds_to_first_violation": report.first_failure_seconds,
         "examples_until": report.first_failure_examples,
+        "by_sweep": report.found_by_sweep,
         "steps_until": report.first_failure_steps,
         "invariants": failure.invariants if failure else [],
         "shrink_seconds": round(report.shrink_seconds, 2),
@@ -254,16 +281,33 @@ def assess(data: dict[str, Any]) -> list[tuple[str, bool, str]]:
                 ", ".join(f"{bug} {rate}" for bug, rate in missed.items()) or "all found",
             )
         )
-        slow = {}
+        for group, target in (("old zoo", MEDIAN_DETECT_TARGET), ("deep zoo", DEEP_MEDIAN_TARGET)):
+            slow = {}
+            for bug, runs in by_bug.items():
+                if (bug in DEEP) != (group == "deep zoo"):
+                    continue
+                times = [r["seconds_to_first_violation"] for r in runs if r["found"]]
+                if not times or statistics.median(times) > target:
+                    slow[bug] = f"{statistics.median(times):.1f}s" if times else "never"
+            verdicts.append(
+                (
+                    f"{group}: median time to detect <= {target:.0f}s per bug",
+                    not slow,
+                    ", ".join(f"{bug} {t}" for bug, t in slow.items()) or "all within",
+                )
+            )
+        weak = {}
         for bug, runs in by_bug.items():
-            times = [r["seconds_to_first_violation"] for r in runs if r["found"]]
-            if not times or statistics.median(times) > MEDIAN_DETECT_TARGET:
-                slow[bug] = f"{statistics.median(times):.1f}s" if times else "never"
+            found = [r for r in runs if r["found"]]
+            reproduced = sum(r["reproduced"] for r in found)
+            replays = sum(r["replays"] for r in found)
+            if not replays or reproduced / replays < REPRODUCTION_TARGET:
+                weak[bug] = f"{reproduced}/{replays}"
         verdicts.append(
             (
-                f"median time to detect <= {MEDIAN_DETECT_TARGET:.0f}s per bug",
-                not slow,
-                ", ".join(f"{bug} {t}" for bug, t in slow.items()) or "all within",
+                "reproduction >= 2/3",
+                not weak,
+                ", ".join(f"{bug} {rate}" for bug, rate in weak.items()) or "all within",
             )
         )
         long = {}
@@ -329,7 +373,6 @@ def _compact(program: str | None) -> str:
 
 def markdown(data: dict[str, Any]) -> str:
     """The results as the Markdown tables of docs/detection.md."""
-    sweep_size = sum(1 for _ in sweep_programs(ChaosConfig()))
     lines = [
         "| bug | found | median s to first violation | found by | invariant"
         " | shrunk steps (known minimum) | reproduced | program (first seed) |",
@@ -342,7 +385,7 @@ def markdown(data: dict[str, Any]) -> str:
         found = [r for r in runs if r["found"]]
         times = [r["seconds_to_first_violation"] for r in found]
         median = f"{statistics.median(times):.1f}" if times else "-"
-        how = sorted({"sweep" if r["examples_until"] <= sweep_size else "search" for r in found})
+        how = sorted({"sweep" if r.get("by_sweep") else "search" for r in found})
         lengths = sorted({r["shrunk_length"] for r in found})
         repro = f"{sum(r['reproduced'] for r in found)}/{sum(r['replays'] for r in found)}"
         invariants = sorted({i for r in found for i in r["invariants"]})

@@ -527,6 +527,7 @@ class ChaosMachine(RuleBasedStateMachine):
             fired = points.fired()
             reached = points.reached()
             self.coverage.reached = dict(reached.counts)
+            self.coverage.calls = sorted(reached.calls)
             new_points = self.catalogue.learn(points.points().values(), reached)
         except OSError:
             return

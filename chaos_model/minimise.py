@@ -4,19 +4,25 @@ Hypothesis shrinks by re-running candidates once; on a real stack a timing race 
 candidate pass or fail by chance, so its result is only as reproducible as the race. Here every
 candidate is re-run (at most ``runs`` times) and kept only when it fails in a majority of runs:
 
-1. delete steps: halves first, then smaller and smaller chunks, down to single steps (ddmin);
-2. move each fault step as early as it will go past operations (a fault armed before the work it
+1. drop the steps that cannot matter to the failing invariants (dashboard reads, forged and
+   malformed requests, feed operations) all at once;
+2. replace each timed kill or pause of a service that has fault points by the point fault at
+   the call it interrupted (a crash after the service's last call before the kill, a hang at
+   it): a race becomes a step that happens the same way every time;
+3. delete steps: halves first, then smaller and smaller chunks, down to single steps (ddmin);
+4. move each fault step as early as it will go past operations (a fault armed before the work it
    hits turns a race into a deterministic step), and delete again if that helped.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from chaos_model.config import ChaosConfig
 from chaos_model.errors import StackError
-from chaos_model.replay import replay
+from chaos_model.replay import ReplayOutcome, replay
 from chaos_model.stack import Stack
 
 Steps = list[dict[str, Any]]
@@ -30,6 +36,7 @@ FAULT_RULES = frozenset(
         "llm_fault",
         "break_llm",
         "failpoint",
+        "point",
         "partition",
         "network",
         "latency_ramp",
@@ -37,18 +44,81 @@ FAULT_RULES = frozenset(
     }
 )
 NEMESIS_RULES = FAULT_RULES | {"heal_one", "heal_all", "choose_faults"}
+#: operations each invariant but these never looks at: noise unless one of them failed
+NOISE = {
+    "read_back": (),
+    "forged": ("forged_update_rejected",),
+    "malformed": ("malformed_body_rejected",),
+    "open_feed": ("feeds_saw_every_stage",),
+    "drop_feed": ("feeds_saw_every_stage",),
+}
+#: a timed fault of a service -> the point fault at the call it interrupted
+TIMED = {"kill": "crash", "stop": "crash", "pause": "hang"}
 
 
-def minimise(steps: Steps, stack: Stack, runs: int = 3, budget: float = 120.0) -> Steps:
-    """The smallest program found within ``budget`` seconds (the input if nothing smaller)."""
+def minimise(
+    steps: Steps,
+    stack: Stack,
+    runs: int = 3,
+    budget: float = 120.0,
+    invariants: Collection[str] = (),
+) -> Steps:
+    """The smallest program found within ``budget`` seconds (the input if nothing smaller);
+    ``invariants`` are the ones the input violates (what the noise is judged against)."""
     deadline = time.monotonic() + budget
-    current = _delete_chunks(list(steps), stack, runs, deadline)
+    current = _drop_noise(list(steps), stack, runs, set(invariants))
+    if time.monotonic() < deadline:
+        current = _points_for_timed_faults(current, stack, runs)
+    current = _delete_chunks(current, stack, runs, deadline)
     moved = current
     for index in range(len(moved)):
         if time.monotonic() > deadline:
             return moved
         moved = _move_fault_earlier(moved, index, stack, runs)
     return moved if moved == current else _delete_chunks(moved, stack, runs, deadline)
+
+
+def _drop_noise(steps: Steps, stack: Stack, runs: int, invariants: set[str]) -> Steps:
+    noise = {rule for rule, needed_by in NOISE.items() if not invariants & set(needed_by)}
+    candidate: Steps | None = steps
+    for index in reversed(range(len(steps))):
+        if candidate is not None and steps[index]["rule"] in noise:
+            candidate = without(candidate, index)
+    if candidate is None or candidate == steps or not candidate:
+        return steps
+    return candidate if fails_mostly(candidate, stack, runs) else steps
+
+
+def _points_for_timed_faults(steps: Steps, stack: Stack, runs: int) -> Steps:
+    """Each kill, stop or pause of a service with fault points, replaced by the point fault at
+    the last call that service made before the fault (taken from one failing replay)."""
+    if not any(step["rule"] in TIMED for step in steps):
+        return steps
+    outcome = _replay_once(steps, stack)
+    if not outcome.failed or not outcome.calls:
+        return steps
+    timed = [(at, fault) for at, fault in outcome.faults if fault.get("kind") in TIMED]
+    current = steps
+    fault_number = 0
+    for index, step in enumerate(steps):
+        if step["rule"] not in TIMED:
+            continue
+        if fault_number >= len(timed):
+            break
+        at, fault = timed[fault_number]
+        fault_number += 1
+        service = str(fault.get("service", ""))
+        last = [call for call in outcome.calls if call[1] == service and call[0] <= at]
+        if not last:
+            continue
+        point = max(last)[2]
+        action = TIMED[step["rule"]]
+        args = {"service": service, "point": point, "when": "after", "action": action}
+        candidate = [*current[:index], {"rule": "point", "args": {**args, "occurrence": 1}}]
+        candidate += current[index + 1 :]
+        if fails_mostly(candidate, stack, runs):
+            current = candidate
+    return current
 
 
 def _delete_chunks(steps: Steps, stack: Stack, runs: int, deadline: float) -> Steps:
@@ -118,16 +188,16 @@ def fails_mostly(steps: Steps, stack: Stack, runs: int) -> bool:
     needed = runs // 2 + 1
     failures = passes = 0
     while failures < needed and passes <= runs - needed:
-        if _fails_once(steps, stack):
+        if _replay_once(steps, stack).failed:
             failures += 1
         else:
             passes += 1
     return failures >= needed
 
 
-def _fails_once(steps: Steps, stack: Stack) -> bool:
+def _replay_once(steps: Steps, stack: Stack) -> ReplayOutcome:
     try:
-        return replay(steps, stack, ChaosConfig(progress=False)).failed
+        return replay(steps, stack, ChaosConfig(progress=False))
     except StackError:
         stack.heal()
-        return False
+        return ReplayOutcome(False, "the stack failed")

@@ -78,6 +78,8 @@ class RunReport:
     passing_example: ExampleCapture | None = None
     #: the fault x point table of the run
     coverage: CoverageTable = field(default_factory=CoverageTable)
+    #: the failure was found by the opening sweep (not by the search)
+    found_by_sweep: bool = False
 
     @property
     def failed(self) -> bool:

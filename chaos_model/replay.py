@@ -44,6 +44,10 @@ class BadProgram(ChaosModelError):
 class ReplayOutcome:
     failed: bool
     message: str
+    #: the faults the example applied: (``time.monotonic()`` when applied, the fault's JSON)
+    faults: tuple[tuple[float, dict[str, Any]], ...] = ()
+    #: the calls its services made at fault points: (``time.monotonic()``, service, point)
+    calls: tuple[tuple[float, str, str], ...] = ()
 
 
 def saved_target(path: Path) -> Path | None:
@@ -101,6 +105,7 @@ def replay(
     recorder = recorder or RunRecorder(progress=False, failures_dir=config.failures_dir)
     machine_class = bind(stack, config, recorder, catalogue)
     machine = machine_class()
+    failed, message = False, "every invariant held"
     try:
         try:
             for step in steps:
@@ -109,8 +114,14 @@ def replay(
         finally:
             machine.teardown()
     except (SafetyViolation, LivenessViolation) as violation:
-        return ReplayOutcome(True, str(violation))
-    return ReplayOutcome(False, "every invariant held")
+        failed, message = True, str(violation)
+    started = machine.history.started
+    faults = tuple(
+        (started + op.time, op.value)
+        for op in machine.history.of("fault", "invoke")
+        if isinstance(op.value, dict)
+    )
+    return ReplayOutcome(failed, message, faults, tuple(machine.coverage.calls))
 
 
 def _run_step(machine: ChaosMachine, step: dict[str, Any]) -> None:

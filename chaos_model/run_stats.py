@@ -41,6 +41,7 @@ FAULT_RULES = frozenset(
         "llm_fault",
         "break_llm",
         "failpoint",
+        "point",
         "heal_one",
         "heal_all",
     }

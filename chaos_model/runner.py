@@ -86,8 +86,10 @@ def run(
     if config.seed is not None:
         machine_class = seed(config.seed)(machine_class)
     error: BaseException | None = None
+    found_by_sweep = False
     try:
-        if not (config.sweep and run_sweep(stack, config, recorder, catalogue)):
+        found_by_sweep = config.sweep and run_sweep(stack, config, recorder, catalogue)
+        if not found_by_sweep:
             run_state_machine_as_test(machine_class, settings=hypothesis_settings(config))
     except BudgetSpent:
         pass  # the time budget, or the shrink budget, is spent: report what was found
@@ -115,6 +117,7 @@ def run(
         heal_seconds=recorder.heal_seconds,
         passing_example=recorder.last_passing,
         coverage=recorder.coverage,
+        found_by_sweep=found_by_sweep,
     )
     if error is not None:
         report.flaky = isinstance(error, Flaky)
@@ -132,7 +135,11 @@ def run(
     if report.failure is not None and report.failure.steps:
         if config.shrink:
             shrunk = minimise(
-                report.failure.steps, stack, runs=config.replays, budget=config.shrink_budget
+                report.failure.steps,
+                stack,
+                runs=config.replays,
+                budget=config.shrink_budget,
+                invariants=report.failure.invariants,
             )
             if shrunk != report.failure.steps:
                 report.failure.steps = shrunk

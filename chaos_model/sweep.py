@@ -14,7 +14,9 @@ does the search begin.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from chaos_model.adapter import TargetSpec
@@ -27,6 +29,7 @@ from chaos_model.stack import Stack
 Steps = list[dict[str, Any]]
 
 DELIVER: dict[str, Any] = {"rule": "deliver", "args": {"chat": 0, "text": "sweep"}}
+OPERATIONS = frozenset({"deliver", "redeliver", "open_feed", "drop_feed", "read_back"})
 
 
 #: the modes of the point sweep, in the order it runs them (each over every point it applies to)
@@ -93,23 +96,64 @@ def sweep_programs(
             yield [{"rule": "failpoint", "args": {"name": name, "action": "crash"}}, DELIVER]
 
 
+def second_order(program: Steps, point: Point) -> list[Steps]:
+    """Programs that run ``program``'s fault again and crash at ``point``, a point that fault
+    led the service to (an error path, a reconnect): before the call, and after it when its
+    effect outlives a crash. The crash goes right before the program's last step."""
+    modes = [("before", "crash")] + ([("after", "crash")] if point.durable else [])
+    programs = []
+    for when, action in modes:
+        crash = point_program(point, when, action)[0]
+        programs.append([*program[:-1], crash, program[-1]])
+    return programs
+
+
 def run_sweep(
-    stack: Stack, config: ChaosConfig, recorder: RunRecorder, catalogue: PointCatalogue
+    stack: Stack,
+    config: ChaosConfig,
+    recorder: RunRecorder,
+    catalogue: PointCatalogue,
+    on_program: Callable[[Steps, bool, float], None] | None = None,
 ) -> bool:
     """Run each program of the sweep once, as an example of the run; True once one fails.
 
     The failure is recorded (and saved) by ``recorder`` like any other example's; the probe
-    teaches ``catalogue`` the points one delivery reaches.
+    teaches ``catalogue`` the points one delivery reaches. A program whose fault leads a
+    service to points no program reached before (an error path, a retry) is followed at once by
+    programs that crash at each of them with the same fault applied: two faults, one opening a
+    path and one breaking it, before the search. ``on_program(program, failed, seconds)`` is
+    told of each program run.
     """
     unsupported = set(getattr(stack, "unsupported_faults", ()))
-    if getattr(stack, "points", None) is None:
+    has_points = getattr(stack, "points", None) is not None
+    if not has_points:
         unsupported.add("point")
     programs = sweep_programs(config, stack.target, set(stack.services), unsupported, catalogue)
-    for program in programs:
+    pending: deque[Steps] = deque()
+    known: set[tuple[str, str]] | None = None
+    while True:
+        program = pending.popleft() if pending else next(programs, None)
+        if program is None:
+            return False
+        began = time.monotonic()
         try:
             outcome = replay(program, stack, config, recorder=recorder, catalogue=catalogue)
         except BudgetSpent:
             return False
+        if on_program is not None:
+            on_program(program, outcome.failed, time.monotonic() - began)
         if outcome.failed:
             return True
-    return False
+        if not has_points or "point" in unsupported:
+            continue
+        reached = {(point.service, point.key): point for point in catalogue}
+        if known is not None and _opens_paths(program):
+            for identity in sorted(set(reached) - known):
+                pending.extend(second_order(program, reached[identity]))
+        known = set(reached)  # the first program is the clean path: nothing is new after it
+
+
+def _opens_paths(program: Steps) -> bool:
+    """A program with one fault of its own (second-order programs are not followed up)."""
+    faults = [step for step in program if step["rule"] not in OPERATIONS]
+    return len(faults) == 1

@@ -180,6 +180,8 @@ def _reject_constant(name: str) -> Any:
 async def _store_update(svc: Services, update: Update, payload: str) -> bool:
     """Commit the update and its outbox row; return False if it was already stored."""
     assert update.message is not None
+    if bug("webhook_two_transactions"):
+        return await _store_update_in_two(svc, update, payload)
     async with (
         svc.webhook_db.acquire(timeout=svc.settings.db_acquire_timeout) as conn,
         conn.transaction(),
@@ -197,6 +199,29 @@ async def _store_update(svc: Services, update: Update, payload: str) -> bool:
             return True  # BUG ZOO publish_outside_txn: no outbox row, see _publish_save
         await enqueue(conn, SAVE.task_name, SAVE.args(update.update_id))
         return True
+
+
+async def _store_update_in_two(svc: Services, update: Update, payload: str) -> bool:
+    """BUG ZOO webhook_two_transactions: the update commits alone, its outbox row in a second
+    transaction. A crash between the two leaves a stored update with nothing to process it; the
+    webhook never answered, so Telegram delivers again, the update_id dedup says "already have
+    it", and the webhook answers 200 for an update that is lost."""
+    assert update.message is not None
+    async with svc.webhook_db.acquire(timeout=svc.settings.db_acquire_timeout) as conn:
+        async with conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO telegram_updates (update_id, chat_id, payload)"
+                " VALUES ($1, $2, $3::jsonb)"
+                " ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
+                update.update_id,
+                update.message.chat.id,
+                payload,
+            )
+        if inserted is None:
+            return False
+        async with conn.transaction():
+            await enqueue(conn, SAVE.task_name, SAVE.args(update.update_id))
+    return True
 
 
 async def _publish_save(update_id: int) -> None:

@@ -19,6 +19,14 @@ KNOWN_BUGS: dict[str, str] = {
     "ws_no_resume": "the WebSocket ignores the client's last event id",
     "infinite_redelivery": "no attempt bound: a permanently failing task is retried forever",
     "core_nats": "tasks travel over core NATS (at most once) instead of JetStream",
+    # the deep zoo: each lives between two I/O calls, where no failpoint stands
+    "webhook_two_transactions": "the webhook commits the update, then its outbox row apart",
+    "dual_write_score": "scoring commits the score, then publishes extraction to NATS itself",
+    "dedup_marker_first": "a stage commits its processed marker before doing its work",
+    "relay_mark_before_publish": "the outbox relay marks rows sent and commits, then publishes",
+    "extract_items_after_commit": "extraction commits the stage move, then stores the items apart",
+    "in_memory_retry": "a failed LLM call is retried from memory after acking the task",
+    # only the oracle sees these: data of the right shape, wrong all the same
     "http_errors_final": "an error answer from the LLM (429, 5xx) dead-letters the message at once",
     "events_after_commit": "a stage event is written in a transaction of its own, after the stage",
     "score_rounded": "the score is stored rounded to two decimals",

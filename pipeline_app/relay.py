@@ -16,6 +16,7 @@ import asyncpg
 from taskiq import AsyncBroker
 
 from pipeline_app.broker import MSG_ID_LABEL
+from pipeline_app.bugs import bug
 from pipeline_app.db import TRANSIENT_DB_ERRORS
 from pipeline_app.failpoints import failpoint
 from pipeline_app.notify import Notifications, wait_for
@@ -58,6 +59,8 @@ class OutboxRelay:
 
     async def publish_due(self) -> tuple[int, float | None]:
         """Publish one batch of due rows; return how many and seconds until the next is due."""
+        if bug("relay_mark_before_publish"):
+            return await self._mark_then_publish()
         published = 0
         settings = self._settings
         async with self._pool.acquire(timeout=settings.db_acquire_timeout) as conn:
@@ -84,6 +87,33 @@ class OutboxRelay:
                 " WHERE sent_at IS NULL"
             )
         return published, None if next_due is None else float(next_due)
+
+    async def _mark_then_publish(self) -> tuple[int, float | None]:
+        """BUG ZOO relay_mark_before_publish: the due rows are marked sent and committed first,
+        published after. A crash between the two loses every task of the batch: the outbox says
+        they went, NATS never had them."""
+        settings = self._settings
+        async with self._pool.acquire(timeout=settings.db_acquire_timeout) as conn:
+            due = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND available_at <= now()"
+            )
+            if not due:
+                return 0, None
+            rows = await self._claim(conn)
+            for row in rows:
+                await self._publish(row)
+        return len(rows), None
+
+    async def _claim(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        """BUG ZOO relay_mark_before_publish: mark the due rows sent, in a transaction alone."""
+        async with conn.transaction():
+            rows: list[asyncpg.Record] = await conn.fetch(
+                "UPDATE outbox SET sent_at = now() WHERE id IN (SELECT id FROM outbox"
+                " WHERE sent_at IS NULL AND available_at <= now() ORDER BY id LIMIT $1"
+                " FOR UPDATE SKIP LOCKED) RETURNING id, task_name, args",
+                self._settings.relay_batch,
+            )
+        return rows
 
     async def _publish(self, row: asyncpg.Record) -> None:
         task = self._broker.find_task(row["task_name"])

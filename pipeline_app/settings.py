@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     llm_timeout: float = 1.5
     max_attempts: int = 10
     retry_base_delay: float = 0.2
-    retry_max_delay: float = 2.0
+    retry_max_delay: float = 1.0
     breaker_failure_threshold: int = 5
     breaker_open_seconds: float = 0.5
 

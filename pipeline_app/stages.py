@@ -14,6 +14,7 @@ The rules every stage follows, whatever its work:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -28,6 +29,8 @@ from pipeline_app.llm import CircuitOpen, LLMUnavailable
 from pipeline_app.settings import Settings
 
 log = logging.getLogger(__name__)
+#: BUG ZOO in_memory_retry: the retries waiting in memory (kept so they are not collected)
+_RETRIES: set[asyncio.Task[None]] = set()
 
 EXHAUSTED = -1
 
@@ -188,6 +191,11 @@ async def _retry_later(
         # WHEN_SAVED acknowledgement acknowledges the failed delivery: nothing runs it again.
         raise RuntimeError(f"{stage.name} {key} failed: {reason}")
     log.info("%s %s: %s; retrying in %.2fs", stage.name, key, reason, delay)
+    if bug("in_memory_retry") and not refund:
+        # BUG ZOO in_memory_retry: the retry waits in this process's memory and the task is
+        # acknowledged now; a crash during the wait loses the message for good.
+        _RETRIES.add(asyncio.create_task(_retry_from_memory(stage, key, delay)))
+        return
     async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
         await conn.execute(
             "UPDATE attempts SET last_error = $3, count = count - $4 WHERE stage = $1 AND key = $2",
@@ -197,3 +205,16 @@ async def _retry_later(
             1 if refund else 0,
         )
         await enqueue(conn, stage.task_name, stage.args(key), delay)
+
+
+async def _retry_from_memory(stage: Stage, key: int, delay: float) -> None:
+    """BUG ZOO in_memory_retry: publish the task again after ``delay``, straight to NATS."""
+    from pipeline_app.tasks import broker
+
+    try:
+        await asyncio.sleep(delay)
+        task = broker.find_task(stage.task_name)
+        assert task is not None
+        await task.kiq(**json.loads(stage.args(key)))
+    finally:
+        _RETRIES.discard(asyncio.current_task())

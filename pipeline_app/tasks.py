@@ -144,14 +144,24 @@ async def advance(
     llm: LLMClient = context.state.llm
     source, target = move
 
+    marker_first = idempotent and bug("dedup_marker_first")
+    publish_next = then is not None and stage is SCORE and bug("dual_write_score")
+    items_apart = stage is EXTRACT and bug("extract_items_after_commit")
+
     async def work(pool: asyncpg.Pool) -> None:
+        if marker_first and not await _mark_alone(pool, stage, message_id):
+            return
         text = await _message_text(pool, message_id)
         if text is None:
             return
         answer = parse(await llm.complete_json(ask, message_id, text))
         await failpoint(f"worker.{stage.name}.after_llm_before_commit")
         async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
-            if idempotent and not await mark_processed(conn, stage, message_id):
+            if (
+                idempotent
+                and not marker_first
+                and not await mark_processed(conn, stage, message_id)
+            ):
                 return
             guard = " AND stage = $3" if idempotent else ""
             moved = await conn.fetchval(
@@ -163,11 +173,27 @@ async def advance(
             )
             if moved is None:
                 return
-            await effect(conn, answer)
+            if not items_apart:
+                await effect(conn, answer)
             if not bug("events_after_commit"):  # BUG ZOO events_after_commit: see above
                 await insert_event(conn, message_id, target)
-            if then is not None:
+            if then is not None and not publish_next:
                 await enqueue(conn, then.task_name, then.args(message_id))
+        if items_apart:
+            # BUG ZOO extract_items_after_commit: the stage moved and its marker committed; the
+            # items go in a transaction of their own. A crash between the two leaves a message
+            # `extracted` without its knowledge, and its marker makes the redelivery a no-op.
+            async with (
+                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
+                conn.transaction(),
+            ):
+                await effect(conn, answer)
+        if publish_next:
+            assert then is not None
+            # BUG ZOO dual_write_score: the next stage goes straight to NATS after the commit (a
+            # dual write): a crash between the two leaves the message `scored` for good, and a
+            # redelivered score task finds its marker and does nothing.
+            await _publish_direct(then, message_id)
         await failpoint(f"worker.{stage.name}.after_commit_before_ack")
         if bug("events_after_commit"):
             await _event_after_commit(pool, message_id, target)
@@ -177,6 +203,20 @@ async def advance(
 
     await run_stage(pool, settings, stage, message_id, work, dead_letter)
     await _ack(context)
+
+
+async def _mark_alone(pool: asyncpg.Pool, stage: Stage, message_id: int) -> bool:
+    """BUG ZOO dedup_marker_first: the processed marker commits before the work is done. A
+    crash after it and before the work commits leaves a message the redelivery skips: "already
+    processed"."""
+    async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
+        return await mark_processed(conn, stage, message_id)
+
+
+async def _publish_direct(stage: Stage, key: int) -> None:
+    task = broker.find_task(stage.task_name)
+    assert task is not None
+    await task.kiq(**json.loads(stage.args(key)))
 
 
 @broker.task(task_name=SCORE.task_name)

@@ -13,8 +13,12 @@ derived from the adapter (see :func:`port_variable`, :func:`link_variable` and
 * ``CHAOS_<CLIENT>_<SERVER>_LINK`` for every faultable link ``client->server``: the loopback port
   of the fault proxy the client connects to (so the client runs on the host network);
 * ``CHAOS_BUGS``, ``CHAOS_WEBHOOK_SECRET``, ``CHAOS_STREAM``, ``CHAOS_DURABLE`` (the values of
-  the placeholders of the same name) and ``CHAOS_STATE_DIR`` (the host folder holding
-  ``failpoints.json``, to mount where the services read their failpoint file).
+  the placeholders of the same name), ``CHAOS_STATE_DIR`` (the host folder holding
+  ``failpoints.json``, to mount where the services read their failpoint file, and ``points/``,
+  the control folder of the fault points) and ``CHAOS_BOOT_DIR`` (chaos-model's bootstrap: mount
+  it, put it first on a Python service's ``PYTHONPATH`` and set ``CHAOS_MODEL_POINTS`` to where
+  ``points/`` is mounted and ``CHAOS_MODEL_SERVICE`` to the service's name, and every I/O call
+  of that service is a fault point).
 
 In the adapter's ``ready`` and ``busy`` checks, ``{port}`` and ``{ports[NAME]}`` are those host
 ports. Keys (``file`` alone is required)::
@@ -52,7 +56,8 @@ VARIABLES = {
     "CHAOS_WEBHOOK_SECRET": "webhook_secret",
     "CHAOS_STREAM": "stream",
     "CHAOS_DURABLE": "durable",
-    "CHAOS_STATE_DIR": "the host folder of failpoints.json",
+    "CHAOS_STATE_DIR": "the host folder of failpoints.json and of the points/ control folder",
+    "CHAOS_BOOT_DIR": "the host folder of chaos-model's bootstrap (fault points at I/O calls)",
 }
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED = ("postgres", "nats", "llm", "proxy", "telegram", "dashboard")

@@ -53,7 +53,12 @@ class Point:
 
     @property
     def location(self) -> str:
-        return f"{self.module}:{self.line}" if self.module else "(library code)"
+        """``pipeline_app.db:98`` (a module run as ``__main__``: its file's last two parts)."""
+        if not self.module:
+            return "(library code)"
+        if self.module == "__main__" and self.file:
+            return f"{'/'.join(Path(self.file).parts[-2:])}:{self.line}"
+        return f"{self.module}:{self.line}"
 
     @property
     def kind(self) -> str:

@@ -30,6 +30,8 @@ class ExampleCoverage:
 
     reached: dict[tuple[str, str], int] = field(default_factory=dict)
     faulted: list[FaultedPoint] = field(default_factory=list)
+    #: every call at a point: (``time.monotonic()``, service, point)
+    calls: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 class PointCatalogue:

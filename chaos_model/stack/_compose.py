@@ -29,6 +29,7 @@ from chaos_model.adapter._compose_section import (
 )
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
+from chaos_model.points import BOOT_DIR, PointControl
 from chaos_model.stack._base import Endpoints, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._docker import (
@@ -215,6 +216,10 @@ class ComposeStack(StackLifecycle):
         self.log_dir.mkdir()
         (self.dir / "state").mkdir()
         self.failpoints.clear()
+        self._points = PointControl(self.dir / "state" / "points")
+        self._points.prepare()
+        for folder in (self._points.folder, self._points.events_dir):
+            folder.chmod(0o777)  # the services in the containers write their events here
         self._ports = {key: free_port() for key in (*self._port_variables, "proxy")}
         self._endpoints = self._make_endpoints()
         self._env = self._variables(images)
@@ -292,6 +297,7 @@ class ComposeStack(StackLifecycle):
             "CHAOS_STREAM": self.target.queue.stream,
             "CHAOS_DURABLE": self.target.queue.durable,
             "CHAOS_STATE_DIR": str(self.dir / "state"),
+            "CHAOS_BOOT_DIR": str(BOOT_DIR),
         }
         assert set(values) == set(VARIABLES)
         env.update(values)

@@ -195,6 +195,8 @@ def test_a_new_example_counts_afresh(tmp_path: Path, server: str, control: Point
         ("SELECT payload FROM telegram_updates WHERE update_id = $1", "SELECT telegram_updates"),
         ("SELECT min(available_at) FROM outbox", "SELECT outbox"),
         ("COMMIT;", "COMMIT"),
+        ("SELECT pg_notify('outbox', $1)", "SELECT pg_notify"),
+        ("SELECT EXTRACT(EPOCH FROM min(at) - now()) FROM outbox", "SELECT outbox"),
         ('INSERT INTO "Quoted"(a) VALUES (1)', "INSERT INTO Quoted"),
     ],
 )

@@ -67,6 +67,12 @@ def _normal(text: str) -> str:
     return _NUMBER.sub("{n}", text)
 
 
+#: the table a SELECT reads (``FROM x``, not ``FROM min(...)`` inside an expression), or the
+#: function it calls when it reads none (``SELECT pg_notify(...)``)
+_FROM = re.compile(r"\bFROM\s+([\w.\"]+)\b(?!\s*\()", re.IGNORECASE)
+_CALLED = re.compile(r"^\s*SELECT\s+([\w.]+)\s*\(", re.IGNORECASE)
+
+
 def sql_detail(query: Any) -> str:
     """``INSERT INTO outbox``, ``UPDATE messages``, ``SELECT telegram_updates``, ``COMMIT``."""
     words = str(query).replace("(", " (").split()
@@ -81,7 +87,7 @@ def sql_detail(query: Any) -> str:
     elif verb == "DELETE" and len(words) > 2:
         table = words[2]
     elif verb in ("SELECT", "WITH"):
-        found = re.search(r"\bFROM\s+([\w.\"]+)", str(query), re.IGNORECASE)
+        found = _FROM.search(str(query)) or _CALLED.search(str(query))
         table = found.group(1) if found else ""
         verb = "SELECT"
     table = table.strip('";').split("(")[0]
@@ -103,6 +109,15 @@ def _is_driver_sql(query: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- the runtime
+def _module_of(frame: Any) -> str:
+    """The frame's module; for ``python -m package.module``, that name, not ``__main__``."""
+    module = str(frame.f_globals.get("__name__", ""))
+    if module == "__main__":
+        spec = frame.f_globals.get("__spec__")
+        module = getattr(spec, "name", None) or module
+    return module
+
+
 class Runtime:
     """One process's view of the control folder: its events, the armed points, their firing."""
 
@@ -175,10 +190,7 @@ class Runtime:
 
     def _is_app(self, frame: Any) -> bool:
         if self._app_packages:
-            module = str(frame.f_globals.get("__name__", ""))
-            return module.partition(".")[0] in self._app_packages or (
-                module == "__main__" and self._kind(frame.f_code.co_filename) == APP
-            )
+            return _module_of(frame).partition(".")[0] in self._app_packages
         return self._kind(frame.f_code.co_filename) == APP
 
     def site(self, library: str) -> tuple[str, str, str, int, str]:
@@ -213,7 +225,7 @@ class Runtime:
             names.append(run[1].f_code.co_name)
         if len(run) > 1:
             names.append(inner.f_code.co_name)
-        module = str(inner.f_globals.get("__name__", ""))
+        module = _module_of(inner)
         code = inner.f_code
         return " > ".join(names), module, code.co_name, inner.f_lineno, code.co_filename
 
@@ -245,7 +257,8 @@ class Runtime:
                 os.write(self._sites, (json.dumps(record) + "\n").encode())
             os.write(self._log, f"{self.generation} {site_id} {time.monotonic():.4f}\n".encode())
         if self._modules_written < 2:
-            self._note_modules()
+            with contextlib.suppress(OSError):  # no standby then: the service goes on
+                self._note_modules()
         return key
 
     def _note_modules(self) -> None:
@@ -365,9 +378,13 @@ def point(
     op: str,
     describe: Describe,
     error: Errors,
+    sent: Callable[[tuple[Any, ...]], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Make a point of every call of the decorated function: ``describe(args, kwargs)`` gives
-    (detail, full text to match), or None for a call that is not a point."""
+    (detail, full text to match), or None for a call that is not a point. ``sent(args)`` (a
+    coroutine) makes sure what the call wrote has left the process before an arm acts *after*
+    it: a client that buffers (nats-py) would otherwise lose it with the process, and "after"
+    would mean "before"."""
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(function, "__chaos_point__", False):
@@ -391,11 +408,14 @@ def point(
                 token = _inside.set(True)
                 try:
                     result = await function(*args, **kwargs)
+                    firing = [arm for arm in arms if runtime.take(arm, "after")]
+                    if firing and sent is not None:
+                        with contextlib.suppress(Exception):
+                            await sent(args)
                 finally:
                     _inside.reset(token)
-                for arm in arms:
-                    if runtime.take(arm, "after"):
-                        await _act(arm, key, error, "after", (args, kwargs))
+                for arm in firing:
+                    await _act(arm, key, error, "after", (args, kwargs))
                 return result
 
             wrapper: Any = async_wrapper
@@ -508,6 +528,14 @@ def _nats_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bas
     return errors.TimeoutError() if when == "after" else errors.ConnectionClosedError()
 
 
+async def _flush_client(args: tuple[Any, ...]) -> None:
+    await args[0].flush(timeout=1)
+
+
+async def _flush_message(args: tuple[Any, ...]) -> None:
+    await args[0]._client.flush(timeout=1)
+
+
 def _subject(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
     subject = str(args[1] if len(args) > 1 else kwargs.get("subject", ""))
     return _normal(subject), subject
@@ -519,7 +547,7 @@ def _patch_nats(module: Any) -> None:
         _wrap(
             client.Client,
             ("publish",),
-            lambda name: point("nats", "nats.publish", _subject, _nats_error),
+            lambda name: point("nats", "nats.publish", _subject, _nats_error, _flush_client),
         )
     js = sys.modules.get("nats.js.client")
     if js is not None:
@@ -538,7 +566,9 @@ def _patch_nats(module: Any) -> None:
         _wrap(
             msg.Msg,
             ("ack", "ack_sync", "nak", "term", "in_progress"),
-            lambda name: point("nats", f"nats.{name}", lambda a, k: ("", ""), _nats_error),
+            lambda name: point(
+                "nats", f"nats.{name}", lambda a, k: ("", ""), _nats_error, _flush_message
+            ),
         )
 
 
