@@ -50,7 +50,7 @@ KNOWN_MINIMUM = {
     "dual_write_score": 2,
     "dedup_marker_first": 2,
     "relay_mark_before_publish": 2,
-    "extract_items_after_commit": 2,
+    "extract_items_before_marker": 2,
     "in_memory_retry": 3,
     # only the oracle sees these (docs/bugs.md): wrong content, cost, latency or outcome
     "http_errors_final": 2,
@@ -66,7 +66,7 @@ DEEP = frozenset(
         "dual_write_score",
         "dedup_marker_first",
         "relay_mark_before_publish",
-        "extract_items_after_commit",
+        "extract_items_before_marker",
         "in_memory_retry",
     }
 )

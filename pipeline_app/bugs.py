@@ -24,7 +24,7 @@ KNOWN_BUGS: dict[str, str] = {
     "dual_write_score": "scoring commits the score, then publishes extraction to NATS itself",
     "dedup_marker_first": "a stage commits its processed marker before doing its work",
     "relay_mark_before_publish": "the outbox relay marks rows sent and commits, then publishes",
-    "extract_items_after_commit": "extraction commits the stage move, then stores the items apart",
+    "extract_items_before_marker": "extraction commits its items, then its marker apart",
     "in_memory_retry": "a failed LLM call is retried from memory after acking the task",
     # only the oracle sees these: data of the right shape, wrong all the same
     "http_errors_final": "an error answer from the LLM (429, 5xx) dead-letters the message at once",

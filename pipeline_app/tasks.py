@@ -146,7 +146,7 @@ async def advance(
 
     marker_first = idempotent and bug("dedup_marker_first")
     publish_next = then is not None and stage is SCORE and bug("dual_write_score")
-    items_apart = stage is EXTRACT and bug("extract_items_after_commit")
+    items_first = stage is EXTRACT and bug("extract_items_before_marker")
 
     async def work(pool: asyncpg.Pool) -> None:
         if marker_first and not await _mark_alone(pool, stage, message_id):
@@ -173,21 +173,12 @@ async def advance(
             )
             if moved is None:
                 return
-            if not items_apart:
+            if not items_first:
                 await effect(conn, answer)
             if not bug("events_after_commit"):  # BUG ZOO events_after_commit: see above
                 await insert_event(conn, message_id, target)
             if then is not None and not publish_next:
                 await enqueue(conn, then.task_name, then.args(message_id))
-        if items_apart:
-            # BUG ZOO extract_items_after_commit: the stage moved and its marker committed; the
-            # items go in a transaction of their own. A crash between the two leaves a message
-            # `extracted` without its knowledge, and its marker makes the redelivery a no-op.
-            async with (
-                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
-                conn.transaction(),
-            ):
-                await effect(conn, answer)
         if publish_next:
             assert then is not None
             # BUG ZOO dual_write_score: the next stage goes straight to NATS after the commit (a

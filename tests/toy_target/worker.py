@@ -10,6 +10,11 @@ Run: ``TOY_DB=postgresql://... TOY_NATS=nats://... TOY_LLM=http://127.0.0.1:8081
 TOY_HEALTH_PORT=8091 python -m tests.toy_target.worker``. Ready when ``GET /healthz`` on
 ``TOY_HEALTH_PORT`` answers 200: both core-NATS subscriptions (queue group ``toy-workers``) are
 active. A message whose handling hits a database error is logged and dropped (at-most-once).
+
+A second weakness is planted here, between two I/O calls: a publish of the extraction that
+times out is sent again (it may have gone out: the server can have it), and extraction stores
+the facts before it moves the status, in one transaction that commits even when the status had
+moved already. A timed-out publish that did go out therefore stores every fact twice.
 """
 
 from __future__ import annotations
@@ -146,6 +151,9 @@ class Worker:
                 return
             rating = round(answer * 100) if task == "score" else None
             async with self.pool.acquire() as conn, conn.transaction():
+                if task == "extract":  # the facts first, then the status moves to done
+                    facts = [(pk, item) for item in answer]
+                    await conn.executemany("INSERT INTO facts VALUES ($1, $2)", facts)
                 moved = await conn.execute(
                     "UPDATE chat_messages SET status=$3, rating=coalesce($4, rating)"
                     " WHERE pk=$1 AND status=$2",
@@ -153,13 +161,20 @@ class Worker:
                 )
                 if moved != "UPDATE 1":  # handled meanwhile
                     return
-                if task == "extract":
-                    facts = [(pk, item) for item in answer]
-                    await conn.executemany("INSERT INTO facts VALUES ($1, $2)", facts)
             if task == "score":
-                await self.nc.publish("toy.extract", json.dumps({"pk": pk}).encode())
+                await self.hand_on(pk)
         except Exception:  # database errors included: log and drop (at-most-once)
             log.exception("dropped %s %r", msg.subject, msg.data)
+
+    async def hand_on(self, pk: int) -> None:
+        """Publish the extraction; a publish that times out is sent again."""
+        body = json.dumps({"pk": pk}).encode()
+        for attempt in range(3):
+            try:
+                await self.nc.publish("toy.extract", body)
+                return
+            except nats.errors.Error as error:
+                log.info("pk=%s publish attempt %d failed: %s", pk, attempt + 1, error)
 
     async def on_message(self, msg: Msg) -> None:  # handlers run as tasks: never block the sub
         task = asyncio.create_task(self.handle(msg))

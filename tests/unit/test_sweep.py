@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+
+from chaos_model import sweep
 from chaos_model.adapter import load_adapter
 from chaos_model.config import ChaosConfig
 from chaos_model.points import Point, PointCatalogue, Reached
-from chaos_model.replay import RULES
+from chaos_model.replay import RULES, ReplayOutcome
 from chaos_model.sweep import sweep_programs
 
 REFERENCE = load_adapter(Path(__file__).parents[2] / "chaos-target.toml")
@@ -94,3 +99,40 @@ def test_the_point_programs_follow_the_probe_from_what_it_taught_the_catalogue()
         (commit.key, "before", "raise"),
     ]
     assert all(p[-1]["rule"] == "deliver" and p[0]["rule"] in RULES for p in rest)
+
+
+def test_a_fault_that_opens_new_points_is_followed_by_a_crash_at_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clean path is what the first program reaches; a later program whose one fault
+    reaches points beyond it (a retry path) is followed at once by crashes there."""
+    clean = Point("worker", "t > work: asyncpg.execute COMMIT", "asyncpg.execute", "COMMIT")
+    retry_write = Point("worker", "t > _retry: asyncpg.execute COMMIT", "asyncpg.execute", "COMMIT")
+    retry_read = Point("worker", "t > _retry: asyncpg.fetch SELECT a", "asyncpg.fetch", "SELECT a")
+    catalogue = PointCatalogue()
+    ran: list[list[dict[str, Any]]] = []
+
+    def replay(program: list[dict[str, Any]], *args: Any, **kwargs: Any) -> ReplayOutcome:
+        ran.append(program)
+        learned = [clean]
+        if any(step["rule"] == "llm_fault" for step in program):
+            learned += [retry_write, retry_read]
+        catalogue.learn(learned)
+        return ReplayOutcome(False, "held")
+
+    monkeypatch.setattr(sweep, "replay", replay)
+    stack = SimpleNamespace(target=REFERENCE, services={"worker": None}, points=object())
+    config = ChaosConfig(faults=("llm", "point"))
+    assert not sweep.run_sweep(stack, config, None, catalogue)  # type: ignore[arg-type]
+    llm = next(i for i, p in enumerate(ran) if p[0]["rule"] == "llm_fault")
+    followed = [(p[1]["args"]["point"], p[1]["args"]["when"]) for p in ran[llm + 1 : llm + 4]]
+    assert followed == [
+        (retry_write.key, "before"),
+        (retry_write.key, "after"),
+        (retry_read.key, "before"),
+    ]
+    assert all(
+        p[0]["rule"] == "llm_fault" and p[-1]["rule"] == "deliver" for p in ran[llm + 1 : llm + 4]
+    )
+    assert ran[llm + 4][0]["rule"] == "break_llm", "then the sweep goes on"
+    assert not any(len([s for s in p if s["rule"] == "point"]) > 1 for p in ran)
