@@ -38,7 +38,9 @@ class StageRulesHold(Invariant):
                 log = logs.get(row.id, [])
                 shown = " -> ".join(log) or "empty"
                 if row.stage not in log:
-                    problems.append(f"{who} is {row.stage}, but its event log ({shown}) is not")
+                    problems.append(
+                        f"{who} is {row.stage}, but its event log ({shown}) has no {row.stage}"
+                    )
                 else:
                     before = log[: log.index(row.stage)]
                     missing = [stage for stage in required if stage not in before]
