@@ -54,7 +54,7 @@ KNOWN_MINIMUM = {
     "in_memory_retry": 3,
     # only the oracle sees these (docs/bugs.md): wrong content, cost, latency or outcome
     "http_errors_final": 2,
-    "events_after_commit": 2,
+    "events_first_attempt_only": 2,
     "score_rounded": 1,
     "llm_client_retries": 2,
     "inline_spam_check": 2,

@@ -28,7 +28,7 @@ KNOWN_BUGS: dict[str, str] = {
     "in_memory_retry": "a failed LLM call is retried from memory after acking the task",
     # only the oracle sees these: data of the right shape, wrong all the same
     "http_errors_final": "an error answer from the LLM (429, 5xx) dead-letters the message at once",
-    "events_after_commit": "a stage event is written in a transaction of its own, after the stage",
+    "events_first_attempt_only": "only the first attempt of a stage writes the stage's event",
     "score_rounded": "the score is stored rounded to two decimals",
     "llm_client_retries": "the LLM client retries each call itself, inside a retried stage",
     "inline_spam_check": "the webhook asks the LLM whether a message is spam before storing it",

@@ -65,16 +65,11 @@ async def save_telegram_message(update_id: int, context: Ctx) -> None:
             # more message (the webhook enqueues one per delivery of the update).
             if not bug("no_update_dedup") and not await mark_processed(conn, SAVE, update_id):
                 return
-            # BUG ZOO events_after_commit: the event is left out here, and written after commit
-            message_id = await _store_message(
-                conn, update_id, "received", None, event=not bug("events_after_commit")
-            )
+            message_id = await _store_message(conn, update_id, "received", None)
             if message_id is None:
                 return
             await enqueue(conn, SCORE.task_name, SCORE.args(message_id))
         await failpoint("worker.save.after_commit_before_ack")
-        if bug("events_after_commit"):
-            await _event_after_commit(pool, message_id, "received")
 
     async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
         await _store_message(conn, update_id, "failed", reason)
@@ -84,10 +79,10 @@ async def save_telegram_message(update_id: int, context: Ctx) -> None:
 
 
 async def _store_message(
-    conn: asyncpg.Connection, update_id: int, stage: str, reason: str | None, *, event: bool = True
+    conn: asyncpg.Connection, update_id: int, stage: str, reason: str | None
 ) -> int | None:
-    """Create the message of an accepted update at ``stage``, with its event (unless ``event``
-    is false); None if the update is gone (the store was reset)."""
+    """Create the message of an accepted update at ``stage``, with its event; None if the update
+    is gone (the store was reset)."""
     payload = await conn.fetchval(
         "SELECT payload FROM telegram_updates WHERE update_id = $1", update_id
     )
@@ -104,17 +99,19 @@ async def _store_message(
         stage,
         reason,
     )
-    if event:
-        await insert_event(conn, message_id, stage)
+    await insert_event(conn, message_id, stage)
     return message_id
 
 
-async def _event_after_commit(pool: asyncpg.Pool, message_id: int, stage: str) -> None:
-    """BUG ZOO events_after_commit: the stage event goes into a transaction of its own after the
-    stage's commit ("so that the event lock is not held while the stage commits"). A crash
-    between the two commits, or a failed event write, leaves the stage without its event."""
-    async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
-        await insert_event(conn, message_id, stage)
+async def _retried(conn: asyncpg.Connection, stage: Stage, message_id: int) -> bool:
+    """BUG ZOO events_first_attempt_only: "a retry must not show the stage twice on the
+    dashboard", so only the first attempt of a stage writes its event. The processed marker
+    already makes a retry harmless; a stage that succeeds on a retry (after an LLM error) is
+    left without its event."""
+    count = await conn.fetchval(
+        "SELECT count FROM attempts WHERE stage = $1 AND key = $2", stage.name, message_id
+    )
+    return bool(count is not None and count > 1)
 
 
 async def _message_text(pool: asyncpg.Pool, message_id: int) -> str | None:
@@ -147,6 +144,7 @@ async def advance(
     marker_first = idempotent and bug("dedup_marker_first")
     publish_next = then is not None and stage is SCORE and bug("dual_write_score")
     items_first = stage is EXTRACT and bug("extract_items_before_marker")
+    first_attempt_only = bug("events_first_attempt_only")
 
     async def work(pool: asyncpg.Pool) -> None:
         if marker_first and not await _mark_alone(pool, stage, message_id):
@@ -175,7 +173,8 @@ async def advance(
                 return
             if not items_first:
                 await effect(conn, answer)
-            if not bug("events_after_commit"):  # BUG ZOO events_after_commit: see above
+            # BUG ZOO events_first_attempt_only: no event for a stage done on a retry
+            if not (first_attempt_only and await _retried(conn, stage, message_id)):
                 await insert_event(conn, message_id, target)
             if then is not None and not publish_next:
                 await enqueue(conn, then.task_name, then.args(message_id))
@@ -186,8 +185,6 @@ async def advance(
             # redelivered score task finds its marker and does nothing.
             await _publish_direct(then, message_id)
         await failpoint(f"worker.{stage.name}.after_commit_before_ack")
-        if bug("events_after_commit"):
-            await _event_after_commit(pool, message_id, target)
 
     async def dead_letter(conn: asyncpg.Connection, reason: str) -> None:
         await fail_message(conn, message_id, reason)
