@@ -89,7 +89,7 @@ class _StackOnFirstUse:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "unsupported_faults":
             raise AttributeError(name)  # introspection (pytest looks for _mock_name and the like)
-        if self._stack is None and name in ("target", "services", "links"):
+        if self._stack is None and name in ("target", "services", "links", "points"):
             return self._described(name)  # what binding the machine reads: known unstarted
         with self._lock:
             if self._stack is None or self._pid != os.getpid():
@@ -108,6 +108,8 @@ class _StackOnFirstUse:
             return target
         if name == "links":
             return target.links()
+        if name == "points":
+            return True  # a local stack always has fault points (its control exists once started)
         return dict.fromkeys(("proxy", *INFRASTRUCTURE, *target.services))
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chaos_model.experiments import render_definition
-from pipeline_app.chaos_experiments import BUILT_IN
+from chaos_model.experiments import catalogue, render_definition
+
+#: the reference pipeline's built-in experiments, as its adapter's catalogue gives them
+BUILT_IN = catalogue()
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "chaos-experiments.md"
 REGENERATE = "regenerate: chaos-model experiment run --all --markdown docs/chaos-experiments.md"
