@@ -605,6 +605,15 @@ class ChaosMachine(RuleBasedStateMachine):
         with contextlib.suppress(WaitTimeout):
             wait_until(fired_or_idle, timeout=self.spec.limits.settle, what="the armed faults")
 
+    def _heal_fired_points(self) -> None:
+        """A point fault that has fired has done its work: restart what it crashed now, as a
+        supervisor would, so that the waits below watch a pipeline that can still move."""
+        for key in [k for k, fault in self.active.items() if isinstance(fault, PointFault)]:
+            fault = self.active[key]
+            if isinstance(fault, PointFault) and fault.fired(self.stack):
+                with contextlib.suppress(ServiceNotReady):  # the final heal decides
+                    self._heal(key)
+
     def _let_timed_llm_fault_run_out(self) -> None:
         """Before the final heal, let an LLM fault with a duration run its course unless the
         pipeline is idle: a heal right after the last step would clear it before the work that
@@ -627,6 +636,8 @@ class ChaosMachine(RuleBasedStateMachine):
         fault = self.active.get("llm")
         if not isinstance(fault, LLMFault) or fault.seconds is not None:
             return
+        if len(self.active) > 1:
+            return  # another fault holds the pipeline up: it would not give up in time anyway
 
         def gave_up_or_over_bound() -> bool:
             # A pipeline that retries past its bound has already shown what it would do;
@@ -648,6 +659,7 @@ class ChaosMachine(RuleBasedStateMachine):
 
     def _check_liveness(self) -> None:
         self._let_armed_failpoint_fire()
+        self._heal_fired_points()
         self._let_timed_llm_fault_run_out()
         self._let_broken_llm_exhaust_retries()
         self._heal_everything()

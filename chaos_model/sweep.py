@@ -119,20 +119,25 @@ def run_sweep(
 
     The failure is recorded (and saved) by ``recorder`` like any other example's; the probe
     teaches ``catalogue`` the points one delivery reaches. A program whose fault leads a
-    service to points no program reached before (an error path, a retry) is followed at once by
-    programs that crash at each of them with the same fault applied: two faults, one opening a
-    path and one breaking it, before the search. ``on_program(program, failed, seconds)`` is
-    told of each program run.
+    service to points no program reached before (an error path, a retry) is followed, once the
+    first-order programs are done, by programs that crash at each of them with the same fault
+    applied: two faults, one opening a path and one breaking it, before the search.
+    ``on_program(program, failed, seconds)`` is told of each program run.
     """
     unsupported = set(getattr(stack, "unsupported_faults", ()))
     has_points = getattr(stack, "points", None) is not None
     if not has_points:
         unsupported.add("point")
     programs = sweep_programs(config, stack.target, set(stack.services), unsupported, catalogue)
+    # the follow-ups wait until every first-order program has run: a single crash in a gap is
+    # the likelier loss, and a follow-up of a slow fault (the LLM broken for good) costs the
+    # pipeline's whole retry budget
     pending: deque[Steps] = deque()
     known: set[tuple[str, str]] | None = None
     while True:
-        program = pending.popleft() if pending else next(programs, None)
+        program = next(programs, None)
+        if program is None:
+            program = pending.popleft() if pending else None
         if program is None:
             return False
         began = time.monotonic()

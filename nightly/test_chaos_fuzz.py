@@ -100,7 +100,6 @@ class _StackOnFirstUse:
                 self._stack, self._pid = stack, os.getpid()
         return getattr(self._stack, name)
 
-
     @staticmethod
     def _described(name: str) -> Any:
         target = load_target(None)

@@ -44,6 +44,8 @@ class PointCatalogue:
         self._known: set[tuple[str, str]] = set()
         #: when each point was first reached (``time.monotonic()``)
         self._first_seen: dict[tuple[str, str], float] = {}
+        #: when the example learned last reached each of its points (first call)
+        self._last_path: dict[tuple[str, str], float] = {}
         #: (service, point, when, action) faulted and fired in some example of the run
         self.covered: set[tuple[str, str, str, str]] = set()
         self.frozen = False
@@ -59,8 +61,11 @@ class PointCatalogue:
         return how many were new."""
         if self.frozen:
             return 0
+        if reached is not None:
+            self._last_path = {}
         for at, service, key in reached.calls if reached is not None else ():
             self._first_seen.setdefault((service, key), at)
+            self._last_path.setdefault((service, key), at)
         new = 0
         for point in points:
             identity = (point.service, point.key)
@@ -86,13 +91,17 @@ class PointCatalogue:
 
     def for_sweep(self, first: str = "") -> list[Point]:
         """The known points in the order the sweep faults them: service ``first`` (the one
-        taking the webhook: its programs are the quickest), then the others, the points
-        reached last first (the deepest stage of a pipeline: its gaps hold everything before
-        them)."""
+        taking the webhook: its programs are the quickest), then the others; in each, the
+        path of the example learned last (the sweep's probe: one delivery on a healthy stack)
+        from its end backwards (the deepest stage of a pipeline: its gaps hold everything
+        before them), then the points only other examples reached (error and restart paths),
+        the latest found first."""
 
-        def order(point: Point) -> tuple[bool, float, str]:
-            seen = self._first_seen.get((point.service, point.key), 0.0)
-            return (point.service != first, -seen, point.key)
+        def order(point: Point) -> tuple[bool, bool, float, str]:
+            identity = (point.service, point.key)
+            on_path = identity in self._last_path
+            seen = self._last_path[identity] if on_path else self._first_seen.get(identity, 0.0)
+            return (point.service != first, not on_path, -seen, point.key)
 
         return sorted(self._points, key=order)
 

@@ -109,8 +109,7 @@ async def _store(pool: asyncpg.Pool, chat_id: int, message_id: int, text: str) -
     if seen is not None:
         return None
     pk: int = await pool.fetchval(
-        "INSERT INTO chat_messages (chat_id, tg_message_id, body) VALUES ($1, $2, $3)"
-        " RETURNING pk",
+        "INSERT INTO chat_messages (chat_id, tg_message_id, body) VALUES ($1, $2, $3) RETURNING pk",
         chat_id,
         message_id,
         text,

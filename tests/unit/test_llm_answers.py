@@ -179,8 +179,12 @@ def test_answers_are_the_same_in_another_process() -> None:
         """
     )
     other = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(body), capture_output=True, text=True,
-        check=True, timeout=60,
+        [sys.executable, "-c", script],
+        input=json.dumps(body),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert json.loads(other.stdout) == answer_for(CHAT, body).value
 

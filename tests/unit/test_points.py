@@ -22,6 +22,7 @@ from chaos_model.points import (
     Point,
     PointCatalogue,
     PointControl,
+    Reached,
     boot_environment,
     is_python_command,
 )
@@ -240,6 +241,27 @@ def test_the_catalogue_is_append_only_and_orders_the_sweep() -> None:
     assert catalogue.for_sweep() == [commit, read]
     catalogue.frozen = True
     assert catalogue.learn([_point("nats.ack")]) == 0 and len(catalogue) == 2
+
+
+def _reached(began: float, *points: Point) -> Reached:
+    reached = Reached()
+    for offset, point in enumerate(points):
+        reached.add(point.service, point.key, began + offset)
+    return reached
+
+
+def test_the_sweep_walks_the_last_examples_path_backwards_then_the_other_paths() -> None:
+    """The probe's path, deepest call first; then points only a fault's example reached (a
+    retry, a restart), the latest found first."""
+    read, commit = _point("asyncpg.fetch", "SELECT a"), _point("asyncpg.execute", "COMMIT")
+    ack, retry = _point("nats.ack"), _point("asyncpg.execute", "UPDATE attempts")
+    startup = _point("nats.js.fetch")
+    catalogue = PointCatalogue()
+    catalogue.learn([read, commit, ack], _reached(10, read, commit, ack))
+    catalogue.learn([read, retry], _reached(20, read, retry))
+    catalogue.learn([startup], _reached(30, startup))
+    catalogue.learn([read, commit, ack], _reached(40, read, commit, ack))  # the probe
+    assert catalogue.for_sweep() == [ack, commit, read, startup, retry]
 
 
 def test_a_point_fault_prints_as_what_it_does() -> None:

@@ -105,7 +105,8 @@ def test_a_fault_that_opens_new_points_is_followed_by_a_crash_at_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The clean path is what the first program reaches; a later program whose one fault
-    reaches points beyond it (a retry path) is followed at once by crashes there."""
+    reaches points beyond it (a retry path) is followed by crashes there, once every
+    first-order program has run."""
     clean = Point("worker", "t > work: asyncpg.execute COMMIT", "asyncpg.execute", "COMMIT")
     retry_write = Point("worker", "t > _retry: asyncpg.execute COMMIT", "asyncpg.execute", "COMMIT")
     retry_read = Point("worker", "t > _retry: asyncpg.fetch SELECT a", "asyncpg.fetch", "SELECT a")
@@ -124,15 +125,16 @@ def test_a_fault_that_opens_new_points_is_followed_by_a_crash_at_each(
     stack = SimpleNamespace(target=REFERENCE, services={"worker": None}, points=object())
     config = ChaosConfig(faults=("llm", "point"))
     assert not sweep.run_sweep(stack, config, None, catalogue)  # type: ignore[arg-type]
-    llm = next(i for i, p in enumerate(ran) if p[0]["rule"] == "llm_fault")
-    followed = [(p[1]["args"]["point"], p[1]["args"]["when"]) for p in ran[llm + 1 : llm + 4]]
+    follow_up = [len(p) == 3 and p[1]["rule"] == "point" for p in ran]
+    first_order = ran[: follow_up.index(True)]
+    follow_ups = ran[len(first_order) :]
+    assert all(follow_up[len(first_order) :]), "the follow-ups come last"
+    assert [p[0]["rule"] for p in first_order][-1] != "break_llm", "the points ran before them"
+    followed = [(p[1]["args"]["point"], p[1]["args"]["when"]) for p in follow_ups]
     assert followed == [
         (retry_write.key, "before"),
         (retry_write.key, "after"),
         (retry_read.key, "before"),
     ]
-    assert all(
-        p[0]["rule"] == "llm_fault" and p[-1]["rule"] == "deliver" for p in ran[llm + 1 : llm + 4]
-    )
-    assert ran[llm + 4][0]["rule"] == "break_llm", "then the sweep goes on"
+    assert all(p[0]["rule"] == "llm_fault" and p[-1]["rule"] == "deliver" for p in follow_ups)
     assert not any(len([s for s in p if s["rule"] == "point"]) > 1 for p in ran)

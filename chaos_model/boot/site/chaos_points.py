@@ -453,7 +453,18 @@ def point(
     return decorate
 
 
+def _loaded(module_name: str, qualified: str) -> Any:
+    """``module_name``'s class ``qualified``, or None while the module is not (fully) imported:
+    the library's modules import each other, and each patch runs again as the next one loads."""
+    owner: Any = sys.modules.get(module_name)
+    for part in qualified.split("."):
+        owner = getattr(owner, part, None)
+    return owner
+
+
 def _wrap(owner: Any, names: tuple[str, ...], make: Callable[[str], Callable[..., Any]]) -> None:
+    if owner is None:
+        return
     for name in names:
         original = owner.__dict__.get(name)
         if original is not None and callable(original):
@@ -489,17 +500,17 @@ def _asyncpg_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 
 def _patch_asyncpg(module: Any) -> None:
-    connection = sys.modules.get("asyncpg.connection")
+    connection = _loaded("asyncpg.connection", "Connection")
     if connection is not None:
         names = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany")
         _wrap(
-            connection.Connection,
+            connection,
             names,
             lambda name: point("asyncpg", f"asyncpg.{name}", _sql_call(), _asyncpg_error),
         )
         copies = ("copy_from_table", "copy_from_query", "copy_to_table", "copy_records_to_table")
         _wrap(
-            connection.Connection,
+            connection,
             copies,
             lambda name: point(
                 "asyncpg",
@@ -508,7 +519,7 @@ def _patch_asyncpg(module: Any) -> None:
                 _asyncpg_error,
             ),
         )
-    prepared = sys.modules.get("asyncpg.prepared_stmt")
+    prepared = _loaded("asyncpg.prepared_stmt", "PreparedStatement")
     if prepared is not None:
 
         def describe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
@@ -516,7 +527,7 @@ def _patch_asyncpg(module: Any) -> None:
             return None if _is_driver_sql(query) else (sql_detail(query), str(query))
 
         _wrap(
-            prepared.PreparedStatement,
+            prepared,
             ("fetch", "fetchrow", "fetchval", "fetchmany", "executemany"),
             lambda name: point("asyncpg", f"asyncpg.prepared.{name}", describe, _asyncpg_error),
         )
@@ -542,34 +553,28 @@ def _subject(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] |
 
 
 def _patch_nats(module: Any) -> None:
-    client = sys.modules.get("nats.aio.client")
-    if client is not None:
-        _wrap(
-            client.Client,
-            ("publish",),
-            lambda name: point("nats", "nats.publish", _subject, _nats_error, _flush_client),
-        )
-    js = sys.modules.get("nats.js.client")
-    if js is not None:
-        _wrap(
-            js.JetStreamContext,
-            ("publish",),
-            lambda n: point("nats", "nats.js.publish", _subject, _nats_error),
-        )
-        _wrap(
-            js.JetStreamContext.PullSubscription,
-            ("fetch",),
-            lambda n: point("nats", "nats.js.fetch", lambda a, k: ("", ""), _nats_error),
-        )
-    msg = sys.modules.get("nats.aio.msg")
-    if msg is not None:
-        _wrap(
-            msg.Msg,
-            ("ack", "ack_sync", "nak", "term", "in_progress"),
-            lambda name: point(
-                "nats", f"nats.{name}", lambda a, k: ("", ""), _nats_error, _flush_message
-            ),
-        )
+    _wrap(
+        _loaded("nats.aio.client", "Client"),
+        ("publish",),
+        lambda name: point("nats", "nats.publish", _subject, _nats_error, _flush_client),
+    )
+    _wrap(
+        _loaded("nats.js.client", "JetStreamContext"),
+        ("publish",),
+        lambda n: point("nats", "nats.js.publish", _subject, _nats_error),
+    )
+    _wrap(
+        _loaded("nats.js.client", "JetStreamContext.PullSubscription"),
+        ("fetch",),
+        lambda n: point("nats", "nats.js.fetch", lambda a, k: ("", ""), _nats_error),
+    )
+    _wrap(
+        _loaded("nats.aio.msg", "Msg"),
+        ("ack", "ack_sync", "nak", "term", "in_progress"),
+        lambda name: point(
+            "nats", f"nats.{name}", lambda a, k: ("", ""), _nats_error, _flush_message
+        ),
+    )
 
 
 def _httpx_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException:
@@ -591,8 +596,8 @@ def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] |
 
 def _patch_httpx(module: Any) -> None:
     make = lambda name: point("httpx", "httpx.send", _request, _httpx_error)  # noqa: E731
-    _wrap(module.AsyncClient, ("send",), make)
-    _wrap(module.Client, ("send",), make)
+    _wrap(getattr(module, "AsyncClient", None), ("send",), make)
+    _wrap(getattr(module, "Client", None), ("send",), make)
 
 
 def _aiohttp_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException:
@@ -611,7 +616,7 @@ def _patch_aiohttp(module: Any) -> None:
         return f"{method} {_normal(path)}", f"{method} {url}"
 
     _wrap(
-        module.ClientSession,
+        getattr(module, "ClientSession", None),
         ("_request",),
         lambda name: point("aiohttp", "aiohttp.request", describe, _aiohttp_error),
     )
@@ -625,10 +630,6 @@ def _redis_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ba
 
 
 def _patch_redis(module: Any) -> None:
-    client = sys.modules.get("redis.asyncio.client")
-    if client is None:
-        return
-
     def command(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
         words = [str(word) for word in args[1:3]]
         name = words[0].upper() if words else ""
@@ -641,12 +642,12 @@ def _patch_redis(module: Any) -> None:
         return f"MULTI {names}".strip(), names
 
     _wrap(
-        client.Redis,
+        _loaded("redis.asyncio.client", "Redis"),
         ("execute_command",),
         lambda name: point("redis", "redis.command", command, _redis_error),
     )
     _wrap(
-        client.Pipeline,
+        _loaded("redis.asyncio.client", "Pipeline"),
         ("execute",),
         lambda name: point("redis", "redis.pipeline", pipeline, _redis_error),
     )
@@ -661,8 +662,8 @@ def _sqlalchemy_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 
 
 def _patch_sqlalchemy(module: Any) -> None:
-    session = sys.modules.get("sqlalchemy.ext.asyncio.session")
-    engine = sys.modules.get("sqlalchemy.ext.asyncio.engine")
+    session = _loaded("sqlalchemy.ext.asyncio.session", "AsyncSession")
+    engine = _loaded("sqlalchemy.ext.asyncio.engine", "AsyncConnection")
 
     def statement(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str] | None:
         text = str(args[1] if len(args) > 1 else kwargs.get("statement", ""))
@@ -671,23 +672,23 @@ def _patch_sqlalchemy(module: Any) -> None:
     nothing = lambda a, k: ("", "")  # noqa: E731
     if session is not None:
         _wrap(
-            session.AsyncSession,
+            session,
             ("execute",),
             lambda n: point("sqlalchemy", "sqlalchemy.execute", statement, _sqlalchemy_error),
         )
         _wrap(
-            session.AsyncSession,
+            session,
             ("commit", "flush"),
             lambda name: point("sqlalchemy", f"sqlalchemy.{name}", nothing, _sqlalchemy_error),
         )
     if engine is not None:
         _wrap(
-            engine.AsyncConnection,
+            engine,
             ("execute",),
             lambda n: point("sqlalchemy", "sqlalchemy.execute", statement, _sqlalchemy_error),
         )
         _wrap(
-            engine.AsyncConnection,
+            engine,
             ("commit",),
             lambda n: point("sqlalchemy", "sqlalchemy.commit", nothing, _sqlalchemy_error),
         )
