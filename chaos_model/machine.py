@@ -254,9 +254,12 @@ class ChaosMachine(RuleBasedStateMachine):
             fault.heal(self.stack)
         except ServiceNotReady as error:
             self.history.complete(op, "info", error=str(error).splitlines()[0])
-            # A restarted process may run straight into a crash failpoint that is still armed:
-            # that is the failpoint doing its job, and the final heal disarms it and restarts.
-            if "failpoint" not in self.active:
+            # A restarted process may run straight into a crash failpoint or point fault that
+            # is still armed: that is the fault doing its job, and the final heal disarms it and
+            # restarts.
+            armed = (PointFault, ArmFailpoint)
+            still_armed = any(isinstance(f, armed) for f in self.active.values())
+            if not still_armed:
                 raise
             return
         healed = getattr(self.stack, "fault_healed", None)
