@@ -442,15 +442,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.markdown is not None:
         try:
-            data = json.loads(args.markdown.read_text())
+            earlier = json.loads(args.markdown.read_text())
         except (OSError, ValueError) as error:
             parser.error(f"cannot read {args.markdown}: {error}")
-        if "targets" not in data:
-            data["targets"] = [
+        if "targets" not in earlier:
+            earlier["targets"] = [
                 {"target": target, "met": met, "measured": measured}
-                for target, met, measured in assess(data)
+                for target, met, measured in assess(earlier)
             ]
-        print(markdown(data))
+        print(markdown(earlier))
         return 0
     bugs = [name.strip() for name in args.bugs.split(",") if name.strip()]
     unknown = sorted(set(bugs) - set(KNOWN_BUGS))

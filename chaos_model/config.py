@@ -47,6 +47,9 @@ class ChaosConfig:
     sweep: bool = True
     #: a fault still applied after this long is healed by the owner's watchdog (attached runs)
     max_fault_seconds: float = 60.0
+    #: invariants not checked in this run, on top of the adapter's ``skip`` list (a known bug
+    #: being fixed need not hide the next one)
+    skip_invariants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - set(ALL_FAULT_KINDS))

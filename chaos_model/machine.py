@@ -49,6 +49,7 @@ from chaos_model.faults import (
     TerminateConnections,
 )
 from chaos_model.history import History
+from chaos_model.invariants import ALL as ALL_INVARIANTS
 from chaos_model.invariants import (
     CheckContext,
     ModelState,
@@ -166,7 +167,10 @@ class ChaosMachine(RuleBasedStateMachine):
         self.spec: TargetSpec = self.stack.target
         self.target = make_target(self.stack, self.history)
         self.model = ModelState(max_attempts=self.spec.limits.max_attempts)
-        self.safety_invariants, self.liveness_invariants = applicable(self.spec)
+        safety, liveness = applicable(self.spec)
+        checked = lambda inv: inv.name not in self.config.skip_invariants  # noqa: E731
+        self.safety_invariants = tuple(filter(checked, safety))
+        self.liveness_invariants = tuple(filter(checked, liveness))
         self._prepare_reference_model()
         self.active: dict[str, Fault] = {}
         self.applied_at: dict[str, float] = {}
@@ -786,6 +790,13 @@ def usable_faults(stack: Stack, config: ChaosConfig) -> frozenset[str]:
 
 def check_config(config: ChaosConfig, spec: TargetSpec) -> None:
     """Refuse a configuration naming what the target does not have."""
+    known = {invariant.name for invariant in ALL_INVARIANTS}
+    unknown_invariants = sorted(set(config.skip_invariants) - known)
+    if unknown_invariants:
+        raise ValueError(
+            f"unknown invariant(s) {', '.join(unknown_invariants)};"
+            " list them with: chaos-model invariants"
+        )
     if config.failpoints is not None:
         unknown = sorted(set(config.failpoints) - set(spec.failpoints))
         if unknown or not config.failpoints:

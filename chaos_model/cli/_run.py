@@ -43,6 +43,11 @@ def add_parser(commands: Any) -> None:
     run.add_argument(
         "--failpoints", default=None, help="only these failpoints, comma-separated (default all)"
     )
+    run.add_argument(
+        "--skip-invariants",
+        default="",
+        help="invariants not to check, comma-separated (a known bug need not hide the next one)",
+    )
     run.add_argument("--replays", type=positive, default=3, help="replays of a found failure")
     run.add_argument("--no-shrink", action="store_true", help="report the first failure as is")
     run.add_argument("--no-database", action="store_true", help="ignore Hypothesis's database")
@@ -113,6 +118,7 @@ def command(args: argparse.Namespace) -> int:
             shrink=not args.no_shrink,
             sweep=not args.no_sweep,
             max_fault_seconds=args.max_fault_duration,
+            skip_invariants=tuple(n.strip() for n in args.skip_invariants.split(",") if n.strip()),
         )
     except ValueError as error:
         raise UsageError(str(error)) from error

@@ -132,6 +132,17 @@ USAGE_ERRORS: list[tuple[str, ArgvFactory, str]] = [
         "unknown failpoint(s) nowhere for target pipeline",
     ),
     (
+        "skip-unknown-invariant",
+        lambda _: [
+            "run",
+            "--target",
+            REFERENCE,
+            "--skip-invariants",
+            "one_message_per_update,nope",
+        ],
+        "unknown invariant(s) nope; list them with: chaos-model invariants",
+    ),
+    (
         "replay-missing",
         lambda _: ["replay", "/nonexistent/steps.json"],
         "/nonexistent/steps.json: no such file",
