@@ -31,12 +31,17 @@ class KillService(Fault):
 
 def start_if_down(stack: Stack, name: str) -> None:
     """Start ``name`` again if it is not running, and give it a moment to be ready: a service
-    whose dependencies are still faulted only has to be running."""
+    whose dependencies are still faulted only has to be running. A process that exits at once
+    is started once more, as a supervisor would; a second exit is an error."""
     service = stack.services[name]
-    if not service.is_running():
-        service.start()
-    try:
-        service.wait_ready(timeout=READY_GRACE_SECONDS)
-    except ServiceNotReady:
+    for attempt in (1, 2):
         if not service.is_running():
-            raise
+            service.start()
+        try:
+            service.wait_ready(timeout=READY_GRACE_SECONDS)
+            return
+        except ServiceNotReady:
+            if service.is_running():
+                return
+            if attempt == 2:
+                raise
