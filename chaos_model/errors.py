@@ -3,7 +3,8 @@
 ChaosModelError
 ├── StackError                 a service could not be started, probed or controlled
 │   ├── BinaryNotFound         a server binary (postgres, nats-server) is missing
-│   └── ServiceNotReady        a readiness probe did not pass before its deadline
+│   ├── ServiceNotReady        a readiness probe did not pass before its deadline
+│   └── StackTimeout           a reset or a probe of the stack overran its deadline
 ├── UnsupportedFault           this backend cannot perform the requested fault
 └── UnsafeTarget               the target stack is not one chaos-model may inject faults into
 
@@ -34,6 +35,13 @@ class ServiceNotReady(StackError):
         tail = f"\n--- last lines of the {service} log ---\n{log_tail}" if log_tail else ""
         super().__init__(f"{service} not ready after {seconds:.1f}s: awaited {awaited}{tail}")
         self.service = service
+
+
+class StackTimeout(StackError):
+    """A reset or a query of the stack did not finish in time; the message is one line."""
+
+    def __init__(self, what: str, seconds: float, awaited: str) -> None:
+        super().__init__(f"{what} did not finish within {seconds:g}s: awaited {awaited}")
 
 
 class UnsupportedFault(ChaosModelError):

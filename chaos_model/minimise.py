@@ -17,11 +17,11 @@ candidate is re-run (at most ``runs`` times) and kept only when it fails in a ma
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from chaos_model.config import ChaosConfig
-from chaos_model.errors import StackError
+from chaos_model.errors import ChaosModelError, StackError, StackTimeout
 from chaos_model.replay import ReplayOutcome, replay
 from chaos_model.stack import Stack
 
@@ -56,6 +56,15 @@ NOISE = {
 TIMED = {"kill": "crash", "stop": "crash", "pause": "hang"}
 
 
+class ShrinkStopped(ChaosModelError):
+    """The stack stopped answering while shrinking: ``steps`` is the smallest failing program
+    found before it did."""
+
+    def __init__(self, steps: Steps, reason: StackTimeout) -> None:
+        super().__init__(f"shrinking stopped early ({reason})")
+        self.steps = steps
+
+
 def minimise(
     steps: Steps,
     stack: Stack,
@@ -64,18 +73,33 @@ def minimise(
     invariants: Collection[str] = (),
 ) -> Steps:
     """The smallest program found within ``budget`` seconds (the input if nothing smaller);
-    ``invariants`` are the ones the input violates (what the noise is judged against)."""
+    ``invariants`` are the ones the input violates (what the noise is judged against).
+
+    Raises ShrinkStopped, carrying the smallest program so far, when a reset of the stack
+    overruns: the next candidates would only wait on the same blocked reset."""
     deadline = time.monotonic() + budget
-    current = _drop_noise(list(steps), stack, runs, set(invariants))
-    if time.monotonic() < deadline:
-        current = _points_for_timed_faults(current, stack, runs)
-    current = _delete_chunks(current, stack, runs, deadline)
-    moved = current
+    phases: list[Callable[[Steps], Steps]] = [
+        lambda current: _drop_noise(current, stack, runs, set(invariants)),
+        lambda current: _points_for_timed_faults(current, stack, runs, deadline),
+        lambda current: _delete_chunks(current, stack, runs, deadline),
+        lambda current: _move_faults_earlier(current, stack, runs, deadline),
+    ]
+    best = list(steps)
+    for phase in phases:
+        try:
+            best = phase(best)
+        except StackTimeout as stopped:
+            raise ShrinkStopped(best, stopped) from None
+    return best
+
+
+def _move_faults_earlier(steps: Steps, stack: Stack, runs: int, deadline: float) -> Steps:
+    moved = steps
     for index in range(len(moved)):
         if time.monotonic() > deadline:
             return moved
         moved = _move_fault_earlier(moved, index, stack, runs)
-    return moved if moved == current else _delete_chunks(moved, stack, runs, deadline)
+    return moved if moved == steps else _delete_chunks(moved, stack, runs, deadline)
 
 
 def _drop_noise(steps: Steps, stack: Stack, runs: int, invariants: set[str]) -> Steps:
@@ -89,10 +113,10 @@ def _drop_noise(steps: Steps, stack: Stack, runs: int, invariants: set[str]) -> 
     return candidate if fails_mostly(candidate, stack, runs) else steps
 
 
-def _points_for_timed_faults(steps: Steps, stack: Stack, runs: int) -> Steps:
+def _points_for_timed_faults(steps: Steps, stack: Stack, runs: int, deadline: float) -> Steps:
     """Each kill, stop or pause of a service with fault points, replaced by the point fault at
     the last call that service made before the fault (taken from one failing replay)."""
-    if not any(step["rule"] in TIMED for step in steps):
+    if time.monotonic() >= deadline or not any(step["rule"] in TIMED for step in steps):
         return steps
     outcome = _replay_once(steps, stack)
     if not outcome.failed or not outcome.calls:
@@ -198,6 +222,8 @@ def fails_mostly(steps: Steps, stack: Stack, runs: int) -> bool:
 def _replay_once(steps: Steps, stack: Stack) -> ReplayOutcome:
     try:
         return replay(steps, stack, ChaosConfig(progress=False))
+    except StackTimeout:
+        raise  # a blocked reset stays blocked: healing does not release another's locks
     except StackError:
         stack.heal()
         return ReplayOutcome(False, "the stack failed")

@@ -50,6 +50,8 @@ def print_report(report: RunReport, out: TextIO, *, bugs: Sequence[str] = ()) ->
         out.write(f"\nreproduced in {report.reproduced} of {report.replays} replays\n")
     if report.flaky:
         out.write("the failure did not reproduce reliably while shrinking (flaky)\n")
+    for note in report.notes:
+        out.write(f"{note}\n")
     if failure.directory is not None:
         out.write(
             f"saved to {failure.directory} (steps.json, history.json, logs/, test_replay.py)\n"

@@ -13,9 +13,10 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from chaos_model.config import ChaosConfig
+from chaos_model.errors import StackError
 from chaos_model.guard import ensure_injectable
 from chaos_model.machine import bind
-from chaos_model.minimise import minimise
+from chaos_model.minimise import ShrinkStopped, minimise
 from chaos_model.points import PointCatalogue
 from chaos_model.recorder import (
     BudgetSpent,
@@ -133,25 +134,44 @@ def run(
                 kinds=["error"],
             )
     if report.failure is not None and report.failure.steps:
-        if config.shrink:
-            shrunk = minimise(
-                report.failure.steps,
-                stack,
-                runs=config.replays,
-                budget=config.shrink_budget,
-                invariants=report.failure.invariants,
-            )
-            if shrunk != report.failure.steps:
-                report.failure.steps = shrunk
-                if report.failure.directory is not None:
-                    rewrite_steps(report.failure.directory, report.failure)
-        report.program = render_program(report.failure.steps)
-        if report.first_failure_seconds is not None:
-            report.shrink_seconds = recorder.elapsed() - report.first_failure_seconds
-        report.replays = config.replays
-        for _ in range(config.replays):
-            outcome = replay(report.failure.steps, stack, ChaosConfig(progress=False))
-            report.reproduced += int(outcome.failed)
+        _shrink_and_replay(report, report.failure, stack, config, recorder)
     bugs = list(getattr(stack, "bugs", ()))
     write_recorder_stats(config.failures_dir / "runs", recorder, seed=config.seed, bugs=bugs)
     return report
+
+
+def _shrink_and_replay(
+    report: RunReport,
+    failure: FailureRecord,
+    stack: Stack,
+    config: ChaosConfig,
+    recorder: RunRecorder,
+) -> None:
+    """Shrink the failure and count its reproductions; a stack that stops answering on the way
+    ends this early, with the finding kept as far as it got and a note of why."""
+    if config.shrink:
+        try:
+            shrunk = minimise(
+                failure.steps,
+                stack,
+                runs=config.replays,
+                budget=config.shrink_budget,
+                invariants=failure.invariants,
+            )
+        except ShrinkStopped as stopped:
+            shrunk = stopped.steps
+            report.notes.append(str(stopped))
+        if shrunk != failure.steps:
+            failure.steps = shrunk
+            if failure.directory is not None:
+                rewrite_steps(failure.directory, failure)
+    report.program = render_program(failure.steps)
+    if report.first_failure_seconds is not None:
+        report.shrink_seconds = recorder.elapsed() - report.first_failure_seconds
+    try:
+        for _ in range(config.replays):
+            outcome = replay(failure.steps, stack, ChaosConfig(progress=False))
+            report.replays += 1
+            report.reproduced += int(outcome.failed)
+    except StackError as error:
+        report.notes.append(f"reproduction stopped after {report.replays} replays ({error})")

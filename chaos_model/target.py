@@ -26,7 +26,7 @@ from nats.aio.client import Client as NatsClient
 from chaos_model._loop import ControlLoop
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.adapter import TargetSpec
-from chaos_model.errors import AdapterError
+from chaos_model.errors import AdapterError, StackTimeout
 from chaos_model.history import History
 from chaos_model.observe import EventRow, FeedObservation, MessageRow, Snapshot
 from chaos_model.stack import Stack
@@ -290,7 +290,11 @@ class SqlTarget:
 
     # ------------------------------------------------------------------ observation
     def snapshot(self, timeout: float = 1.0) -> Snapshot:
-        return self._loop.run(self._snapshot(), timeout=timeout)
+        try:
+            return self._loop.run(self._snapshot(), timeout=timeout)
+        except TimeoutError:
+            awaited = "the adapter's [observe] queries"
+            raise StackTimeout("reading the database", timeout, awaited) from None
 
     async def _connection(self) -> asyncpg.Connection:
         if self._pg is None or self._pg.is_closed():

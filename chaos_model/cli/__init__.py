@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chaos_model.errors import AdapterError, UnsafeTarget
+    from chaos_model.errors import AdapterError, StackError, UnsafeTarget
     from chaos_model.experiments import BadExperiment
 
     try:
@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, UnsafeTarget, BadExperiment, AdapterError) as error:
         print(f"chaos-model: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except StackError as error:  # the stack, not chaos-model: what it waited for, no traceback
+        print(f"chaos-model: stack error: {error}", file=sys.stderr)
+        return EXIT_STACK
     except BrokenPipeError:  # e.g. `chaos-model invariants | head`
         sys.stderr.close()
         return EXIT_OK

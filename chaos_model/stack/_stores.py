@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 
 import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 
 from chaos_model._loop import ControlLoop
+from chaos_model.errors import StackTimeout
+
+#: the sessions holding the locks a backend waits for, as PostgreSQL sees them
+BLOCKERS_SQL = """
+SELECT pid, coalesce(state, '?') AS state, coalesce(application_name, '') AS application,
+       coalesce(extract(epoch FROM now() - xact_start)::int, 0) AS open_for, query
+FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1))
+"""
+NON_BLOCKING_RESET = (
+    "TRUNCATE waits for every open transaction that has touched the table, DELETE only for"
+    " rows another session has locked (docs/your-own-system.md, [database])"
+)
 
 
 async def _quiet(error: Exception) -> None:
@@ -19,16 +33,24 @@ class StoreClients:
     """A PostgreSQL connection and a NATS client on their own event loop thread.
 
     ``reset_sql`` empties the target's tables (the adapter's ``[database] reset``); ``stream``
-    is the JetStream stream to purge (none for a target on core NATS).
+    is the JetStream stream to purge (none for a target on core NATS); ``sql_seconds`` bounds
+    the reset SQL.
     """
 
     def __init__(
-        self, database_url: str, nats_url: str, *, reset_sql: str = "", stream: str = ""
+        self,
+        database_url: str,
+        nats_url: str,
+        *,
+        reset_sql: str = "",
+        stream: str = "",
+        sql_seconds: float = 5.0,
     ) -> None:
         self.database_url = database_url
         self.nats_url = nats_url
         self.reset_sql = reset_sql
         self.stream = stream
+        self.sql_seconds = sql_seconds
         self._loop = ControlLoop()
         self._pg: asyncpg.Connection | None = None
         self._nats: NatsClient | None = None
@@ -55,8 +77,13 @@ class StoreClients:
         return self._loop.run(connect(), timeout=3)
 
     def reset(self) -> None:
-        """Run the reset SQL and purge the JetStream stream."""
-        self._loop.run(self._reset(), timeout=10)
+        """Run the reset SQL and purge the JetStream stream; StackTimeout if that overruns."""
+        seconds = self.sql_seconds + 5
+        try:
+            self._loop.run(self._reset(), timeout=seconds)
+        except TimeoutError:
+            awaited = "the reset SQL and the stream purge"
+            raise StackTimeout("resetting the stores", seconds, awaited) from None
 
     async def _reset(self) -> None:
         if self.reset_sql:
@@ -69,13 +96,47 @@ class StoreClients:
             if self._pg is None or self._pg.is_closed():
                 self._pg = await asyncpg.connect(self.database_url, timeout=2)
             try:
-                await self._pg.execute(self.reset_sql, timeout=5)
+                await self._execute_reset(self._pg)
                 break
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
                 self._pg.terminate()
                 self._pg = None
                 if attempt == 2:
                     raise
+
+    async def _execute_reset(self, conn: asyncpg.Connection) -> None:
+        statement = asyncio.ensure_future(conn.execute(self.reset_sql))
+        done, _ = await asyncio.wait({statement}, timeout=self.sql_seconds)
+        if statement in done:
+            statement.result()
+            return
+        blockers = await self._blockers(conn.get_server_pid())
+        statement.cancel()
+        with contextlib.suppress(BaseException):
+            await statement
+        conn.terminate()
+        self._pg = None
+        awaited = f"the adapter's reset SQL `{_one_line(self.reset_sql, 80)}`"
+        if blockers:
+            awaited += f", blocked by {blockers}; {NON_BLOCKING_RESET}"
+        raise StackTimeout("resetting the database", self.sql_seconds, awaited)
+
+    async def _blockers(self, pid: int) -> str:
+        """The sessions ``pid`` waits for, one line; empty when they cannot be read."""
+        try:
+            conn = await asyncpg.connect(self.database_url, timeout=2)
+            try:
+                rows = await conn.fetch(BLOCKERS_SQL, pid, timeout=2)
+            finally:
+                conn.terminate()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return ""
+        return "; ".join(
+            f"pid {row['pid']} ({row['application'] or 'no application_name'},"
+            f" {row['state']}, transaction open {row['open_for']} s,"
+            f" last query `{_one_line(row['query'], 60)}`)"
+            for row in rows
+        )
 
     async def _nats_client(self) -> NatsClient:
         if self._nats is None or not self._nats.is_connected:
@@ -103,3 +164,8 @@ class StoreClients:
         with contextlib.suppress(Exception):
             self._loop.run(close(), timeout=2)
         self._loop.close()
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= width else flat[: width - 3] + "..."

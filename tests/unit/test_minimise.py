@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from chaos_model import minimise as module
-from chaos_model.minimise import minimise
+from chaos_model.errors import StackTimeout
+from chaos_model.minimise import ShrinkStopped, minimise
 from chaos_model.replay import ReplayOutcome
 
 Steps = list[dict[str, Any]]
@@ -98,3 +99,28 @@ def test_a_candidate_is_kept_only_when_it_fails_in_most_runs(
     stack_where(lambda p: len(p) == 2 or next(outcomes), monkeypatch)
     # nothing is deleted (each shorter candidate failed 1 run in 3); the fault moves first
     assert minimise(program, object(), runs=3, budget=60) == [program[1], program[0]]
+
+
+def test_a_blocked_reset_ends_shrinking_with_the_smallest_program_so_far(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    program = [
+        step("read_back"),
+        step("deliver", chat=0, text="x"),
+        step("kill", service="postgres"),
+        step("deliver", chat=0, text="y"),
+    ]
+    replayed: list[Steps] = []
+
+    def replay(steps: Steps, stack: Any, config: Any = None, **kwargs: Any) -> ReplayOutcome:
+        replayed.append(steps)
+        if len(replayed) > 1:
+            raise StackTimeout("resetting the database", 5, "the adapter's reset SQL")
+        return ReplayOutcome(True, "x")
+
+    monkeypatch.setattr(module, "replay", replay)
+    with pytest.raises(ShrinkStopped) as stopped:
+        minimise(program, object(), runs=1, budget=60)
+    assert stopped.value.steps == program[1:], "the noise dropped before the reset blocked"
+    assert "resetting the database did not finish within 5s" in str(stopped.value)
+    assert len(replayed) == 2, "no candidate is tried after the reset blocked"
