@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -38,6 +39,7 @@ class Placeholders:
             "port": self.port,
             "ports": dict(self.ports),
             "database_url": self.database_url,
+            **database_url_variants(self.database_url),
             "nats_url": self.nats_url,
             "llm_url": self.llm_url,
             "webhook_secret": self.webhook_secret,
@@ -55,6 +57,34 @@ class Placeholders:
             from chaos_model.errors import AdapterError
 
             raise AdapterError(f"placeholder {error} in {template!r} has no value here") from None
+
+
+def database_url_variants(url: str) -> dict[str, str]:
+    """The same database as SQLAlchemy wants it (``postgresql+asyncpg://``,
+    ``postgresql+psycopg://``) and as a libpq keyword string (``host=... dbname=...``)."""
+    parts = urlsplit(url)
+    rest = url.split("://", 1)[1] if "://" in url else url
+    keywords = {
+        "host": parts.hostname or "",
+        "port": str(parts.port or ""),
+        "dbname": unquote(parts.path.lstrip("/")),
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+    }
+    return {
+        "database_url_asyncpg": f"postgresql+asyncpg://{rest}",
+        "database_url_psycopg": f"postgresql+psycopg://{rest}",
+        "database_dsn": " ".join(
+            f"{key}={_libpq_value(value)}" for key, value in keywords.items() if value
+        ),
+    }
+
+
+def _libpq_value(value: str) -> str:
+    if value and not any(c in value for c in " '\\"):
+        return value
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
 
 
 def check_passes(client: httpx.Client, url: str, check: HttpCheck, pid: int | None) -> bool:
