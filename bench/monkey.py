@@ -43,7 +43,7 @@ from chaos_model.faults import (
 from chaos_model.guard import ensure_injectable
 from chaos_model.history import History
 from chaos_model.invariants import CheckContext, ModelState, Result, Verdict, applicable
-from chaos_model.machine import FEED_CATCH_UP_SECONDS, PROBE_CHAT, TOXICS
+from chaos_model.machine import FEED_CATCH_UP_SECONDS, TOXICS, recovery_probe
 from chaos_model.observe import Snapshot
 from chaos_model.stack import Stack
 from chaos_model.target import Target, make_target
@@ -433,30 +433,7 @@ class MonkeyRound:
             return False
 
     def _recovery_probe(self) -> float | None:
-        """One fresh update after the heal; the seconds it took to reach ``extracted``."""
-        update = BOT.message(PROBE_CHAT, "recovery probe")
-        update_id: int = update["update_id"]
-        began = time.monotonic()
-        self.target.deliver(update)
-
-        def extracted() -> bool:
-            snapshot = self.target.snapshot(timeout=1.0)
-            return any(
-                row.update_id == update_id and row.stage == "extracted" for row in snapshot.messages
-            )
-
-        try:
-            wait_until(
-                extracted,
-                timeout=self.spec.limits.recovery_bound,
-                what="the recovery probe",
-                max_interval=0.02,
-            )
-        except WaitTimeout:
-            return None
-        finally:
-            self.model.sent[update_id] = PROBE_CHAT
-        return time.monotonic() - began
+        return recovery_probe(self.target, self.model, self.spec.limits.recovery_bound)
 
 
 # ---------------------------------------------------------------------- the run

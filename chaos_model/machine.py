@@ -60,7 +60,7 @@ from chaos_model.invariants import (
 from chaos_model.observe import Snapshot
 from chaos_model.points import ExampleCoverage, FaultedPoint, PointCatalogue
 from chaos_model.stack import Stack
-from chaos_model.target import driver_class, make_target
+from chaos_model.target import Target, driver_class, make_target
 from chaos_model.telegram import BotApi, run_chat_id
 
 LLM_MODES = ("rate_limit", "error", "slow", "hang", "malformed")
@@ -720,32 +720,7 @@ class ChaosMachine(RuleBasedStateMachine):
         return self.config.recovery_bound or self.spec.limits.recovery_bound
 
     def _recovery_probe(self) -> float | None:
-        """Send one fresh update; return the seconds it took to reach ``extracted``."""
-        update = BOT.message(PROBE_CHAT, "recovery probe")
-        update_id: int = update["update_id"]
-        self.model.texts[update_id] = "recovery probe"
-        began = time.monotonic()
-        self.target.deliver(update)
-
-        def extracted() -> bool:
-            snapshot = self.target.snapshot(timeout=1.0)
-            return any(
-                row.update_id == update_id and row.stage == "extracted" for row in snapshot.messages
-            )
-
-        try:
-            # Every example ends with this probe: poll finely, it usually takes tens of ms.
-            wait_until(
-                extracted,
-                timeout=self._recovery_bound,
-                what="the recovery probe",
-                max_interval=0.02,
-            )
-        except WaitTimeout:
-            return None
-        finally:
-            self.model.sent[update_id] = PROBE_CHAT
-        return time.monotonic() - began
+        return recovery_probe(self.target, self.model, self._recovery_bound)
 
 
 def _is_finding(error: BaseException | None) -> bool:
@@ -875,3 +850,28 @@ def _rule_calling(name: str, guard: Any, strategies: dict[str, Any]) -> Any:
     step.__doc__ = base.__doc__
     decorated: Any = rule(**strategies)(step)  # type: ignore[no-untyped-call]
     return precondition(guard)(decorated) if guard is not None else decorated
+
+
+def recovery_probe(target: Target, model: ModelState, bound: float) -> float | None:
+    """Send one fresh update; return the seconds it took to reach ``extracted`` (None if it
+    did not within ``bound``)."""
+    update = BOT.message(PROBE_CHAT, "recovery probe")
+    update_id: int = update["update_id"]
+    model.texts[update_id] = "recovery probe"
+    began = time.monotonic()
+    target.deliver(update)
+
+    def extracted() -> bool:
+        snapshot = target.snapshot(timeout=1.0)
+        return any(
+            row.update_id == update_id and row.stage == "extracted" for row in snapshot.messages
+        )
+
+    try:
+        # Every example ends with this probe: poll finely, it usually takes tens of ms.
+        wait_until(extracted, timeout=bound, what="the recovery probe", max_interval=0.02)
+    except WaitTimeout:
+        return None
+    finally:
+        model.sent[update_id] = PROBE_CHAT
+    return time.monotonic() - began
