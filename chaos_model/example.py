@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from chaos_model.adapter import TargetSpec
 from chaos_model.history import History
 from chaos_model.invariants import Result
+from chaos_model.observe import PendingSample
 from chaos_model.points import ExampleCoverage
 from chaos_model.stack import Stack
 
@@ -40,6 +41,18 @@ class ExampleView(Protocol):
     @property
     def coverage(self) -> ExampleCoverage:
         """The fault points it reached and faulted."""
+
+    @property
+    def queue_depth(self) -> Sequence[PendingSample]:
+        """Its pending work over time (a sample where the counts changed)."""
+
+    @property
+    def teardown_at(self) -> float | None:
+        """Seconds from its start to its teardown (the final heal and the waits)."""
+
+    @property
+    def quiescent_at(self) -> float | None:
+        """Seconds from its start to the first quiescence after the final heal."""
 
 
 class ExampleObserver(Protocol):

@@ -57,7 +57,7 @@ from chaos_model.invariants import (
     Verdict,
     applicable,
 )
-from chaos_model.observe import Snapshot
+from chaos_model.observe import PendingSample, Snapshot, pending_depth
 from chaos_model.points import ExampleCoverage, FaultedPoint, PointCatalogue
 from chaos_model.stack import Stack
 from chaos_model.target import Target, driver_class, make_target
@@ -178,6 +178,13 @@ class ChaosMachine(RuleBasedStateMachine):
         self.delivered: list[int] = []
         self.bodies: dict[int, dict[str, Any]] = {}
         self.pending_at_deadline: dict[str, Any] = {}
+        #: pending work over time: read with each step's snapshot, and at every look for
+        #: quiescence; a sample is kept when the counts change
+        self.queue_depth: list[PendingSample] = []
+        #: seconds since the example began: teardown's start, and the first quiescence after
+        #: the final heal (None while it has not quiesced)
+        self.teardown_at: float | None = None
+        self.quiescent_at: float | None = None
         self.enabled_faults = self.usable_faults
         self.opened_feeds: set[str] = set()
         self.findings: list[Result] = []
@@ -485,7 +492,22 @@ class ChaosMachine(RuleBasedStateMachine):
         results = [inv.check(ctx) for inv in self.safety_invariants]
         if snapshot is not None:
             self.model.saw(snapshot, at=time.monotonic() - self.history.started)
+            unfinished = len(self.target.telegram.unfinished())
+            self._note_pending({**dict(snapshot.pending), "telegram_deliveries": unfinished})
         self._found(_failed(results))
+
+    def _note_pending(self, pending: Mapping[str, Any]) -> None:
+        depth = pending_depth(pending)
+        if self.queue_depth and self.queue_depth[-1].pending == depth:
+            return
+        self.queue_depth.append(PendingSample(time.monotonic() - self.history.started, depth))
+
+    def _quiescent(self) -> bool:
+        """Whether nothing is left to do (the target's pending work is empty); the counts join
+        the example's queue depth."""
+        pending = self.target.pending_work()
+        self._note_pending(pending)
+        return not pending
 
     def _found(self, failed: list[Result]) -> None:
         """Keep the first sighting of each violated invariant; report them all at teardown.
@@ -504,6 +526,7 @@ class ChaosMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         # Hypothesis calls teardown in a ``finally``: an exception in flight means a step failed.
         in_flight = sys.exc_info()[1]
+        self.teardown_at = time.monotonic() - self.history.started
         try:
             if in_flight is None:
                 self._check_liveness_healed()
@@ -603,7 +626,7 @@ class ChaosMachine(RuleBasedStateMachine):
             nonlocal quiet_since
             if all(fired() for fired in waiting):
                 return True
-            if not self.target.quiescent():
+            if not self._quiescent():
                 quiet_since = None
                 return False
             quiet_since = quiet_since if quiet_since is not None else time.monotonic()
@@ -631,7 +654,7 @@ class ChaosMachine(RuleBasedStateMachine):
         ends = self.applied_at["llm"] + fault.seconds
         with contextlib.suppress(WaitTimeout):
             wait_until(
-                lambda: time.monotonic() >= ends or self.target.quiescent(),
+                lambda: time.monotonic() >= ends or self._quiescent(),
                 timeout=max(0.0, ends - time.monotonic()),
                 what="the LLM fault to run out",
                 max_interval=0.1,
@@ -654,7 +677,7 @@ class ChaosMachine(RuleBasedStateMachine):
                 count > self.model.max_attempts for _, _, count in snapshot.attempts
             ):
                 return True
-            return self.target.quiescent()
+            return self._quiescent()
 
         with contextlib.suppress(WaitTimeout):
             wait_until(
@@ -702,12 +725,13 @@ class ChaosMachine(RuleBasedStateMachine):
         began = time.monotonic()
         try:
             wait_until(
-                self.target.quiescent,
+                self._quiescent,
                 timeout=self.config.quiescence_timeout or self.spec.limits.quiescence_timeout,
                 what="the pipeline to quiesce",
                 max_interval=0.05,
             )
             quiesced = True
+            self.quiescent_at = time.monotonic() - self.history.started
         except WaitTimeout:
             quiesced = False
             with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ These are plain data, so invariants can be tested on synthetic observations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,8 @@ class Snapshot:
     #: messages query's optional columns ("score", "failure_reason") and whole observations
     #: ("events", "texts", "items")
     unobserved: frozenset[str] = frozenset()
+    #: the adapter's counts of pending work (``[observe] pending.NAME``) read with the rest
+    pending: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -70,3 +73,25 @@ class FeedObservation:
     events: list[EventRow] = field(default_factory=list)
     resumed: bool = False
     connected: bool = False
+
+
+@dataclass(frozen=True)
+class PendingSample:
+    """How much work was waiting at one moment (seconds since the example began), by kind."""
+
+    time: float
+    pending: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.pending.values())
+
+
+def pending_depth(pending: Mapping[str, Any]) -> dict[str, int]:
+    """The counts among a target's pending work: items waiting or running, by kind. A value
+    that counts no work (how long ago the database last changed) is left out."""
+    return {
+        name: int(value)
+        for name, value in pending.items()
+        if isinstance(value, int) and int(value) > 0
+    }

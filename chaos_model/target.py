@@ -317,6 +317,9 @@ class SqlTarget:
                 events = await rows(observe.events)
                 texts = await rows(observe.texts)
                 items = await rows(observe.items)
+                pending = [
+                    (name, await conn.fetchval(sql)) for name, sql in observe.pending.items()
+                ]
         except BaseException:
             self._pg.terminate() if self._pg is not None else None
             self._pg = None
@@ -331,6 +334,7 @@ class SqlTarget:
             texts=tuple((row[0], row[1]) for row in texts),
             items=tuple((row[0], row[1]) for row in items),
             unobserved=self._unobserved(messages),
+            pending=tuple((name, int(count or 0)) for name, count in pending),
         )
 
     def _unobserved(self, messages: list[Any]) -> frozenset[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from chaos_model.cli import main
 from chaos_model.config import ChaosConfig
-from chaos_model.experiments import Experiment, catalogue, find, run_experiment
+from chaos_model.experiments import Experiment, catalogue, find, render_text, run_experiment
 from chaos_model.lease import StackOwner
 from chaos_model.replay import replay
 from chaos_model.stack import LocalStack
@@ -41,6 +41,25 @@ def test_built_in_experiment_behaves_as_expected(
     assert set(result.stages) == {"extracted"}, result.stages
     if any(step["rule"] in ("kill", "stop", "partition", "network") for step in experiment.steps):
         assert result.faults and all(f["outcome"] == "applied" for f in result.faults)
+
+
+def test_an_experiment_measures_latency_pending_work_and_recovery(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    experiment = find("nats-broker-crash-during-message-processing")
+    result = run_experiment(experiment, stack, failures_dir=tmp_path)
+    assert result.as_expected, result.actual()
+    measured = result.measured
+    assert measured is not None
+    assert measured.latency is not None and 0 < measured.latency.p50 <= measured.latency.max
+    assert measured.answers["2xx"] >= 4, measured.answers
+    outbox = [sample.pending.get("outbox_unsent", 0) for sample in measured.queue_depth]
+    assert max(outbox) >= 2, f"the outbox filled while NATS was down: {measured.queue_depth}"
+    assert measured.queue_depth[-1].pending == {}, "quiescent at the end"
+    assert measured.healed_at is not None and measured.quiescent_at is not None
+    assert measured.recovery_seconds is not None and measured.recovery_seconds >= 0
+    text = render_text(experiment, result)
+    assert "from the final heal to quiescence" in text.split("\nmeasured\n", 1)[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The report page as a person sees it: rendered by headless Chromium, read off the screen.
 
-The first test renders the page of a recorded example (no stack); the second makes a real failing
-run with a bug of the zoo through the ``chaos-model`` command and reads its report. Chromium is
+The first tests render the page of a recorded example and of a synthetic twenty-step one (no
+stack); the last makes a real failing run with a bug of the zoo through the ``chaos-model``
+command and reads its report. Chromium is
 Debian's ``chromium`` package, installed by ``scripts/setup.sh``; in CI (``CI=true``) a missing
 Chromium fails these tests instead of skipping them.
 """
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from synthetic_timeline import STEPS, twenty_step_capture
 
 from chaos_model.recorder import FailureRecord
 from chaos_model.reporting.browser import HeadlessChromium, find_chromium
@@ -50,8 +52,8 @@ def _on_screen(chromium: str, page: Path) -> list[str]:
         return browser.visible_text()
 
 
-def _recorded_report(failure_dir: Path) -> RunReport:
-    capture = ExampleCapture.from_json(json.loads(FIXTURE.read_text()))
+def _recorded_report(failure_dir: Path, capture: ExampleCapture | None = None) -> RunReport:
+    capture = capture or ExampleCapture.from_json(json.loads(FIXTURE.read_text()))
     failure = FailureRecord(
         steps=[{"rule": step.rule, "args": step.args} for step in capture.steps],
         violations=["[liveness] accepted_updates_complete invalid: stuck at scored"],
@@ -97,6 +99,57 @@ def test_a_recorded_failure_reads_on_screen(chromium: str, tmp_path: Path) -> No
     (png,) = written.pngs
     width, height = _png_size(png)
     assert width > 1000 and height > 300, (width, height)
+
+
+#: each step label's box on screen, and the timeline's
+_STEP_LABEL_BOXES = """
+(() => {
+  const box = e => { const r = e.getBoundingClientRect();
+    return {text: e.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+  const svg = document.querySelector('svg.timeline');
+  return {
+    svg: box(svg),
+    numbers: Array.from(svg.querySelectorAll('.step-number')).map(box),
+    labels: Array.from(svg.querySelectorAll('.step-label')).map(box),
+  };
+})()
+"""
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and (b["top"] < a["bottom"])
+    )
+
+
+def test_twenty_steps_have_labels_that_do_not_overlap(chromium: str, tmp_path: Path) -> None:
+    report = _recorded_report(tmp_path / "failure", twenty_step_capture())
+    written = write_run_report(report, tmp_path / "reports", png=False)
+    with HeadlessChromium(chromium) as browser:
+        browser.open(written.html)
+        boxes = browser.evaluate(_STEP_LABEL_BOXES)
+    numbers, labels, svg = boxes["numbers"], boxes["labels"], boxes["svg"]
+    assert [number["text"] for number in numbers] == [str(n) for n in range(1, STEPS + 1)]
+    assert len(labels) == STEPS
+    assert labels[11]["text"] == "kill worker at 136 ms"
+    shown = numbers + labels
+    for box in shown:
+        assert box["right"] - box["left"] > 0 and box["bottom"] - box["top"] > 0, box
+        assert svg["left"] <= box["left"] and box["right"] <= svg["right"], f"cut off: {box}"
+        assert svg["top"] <= box["top"] and box["bottom"] <= svg["bottom"], f"cut off: {box}"
+    overlapping = [
+        (a["text"], b["text"])
+        for i, a in enumerate(shown)
+        for b in shown[i + 1 :]
+        if _overlap(a, b)
+    ]
+    assert not overlapping, overlapping
+    # the steps are spread over the timeline, not crowded into its first tenth
+    spread = (labels[-1]["left"] - labels[0]["left"]) / (svg["right"] - svg["left"])
+    assert spread > 0.4, spread
 
 
 ROOT_ADAPTER = Path(__file__).resolve().parents[1] / "chaos-target.toml"
@@ -151,6 +204,11 @@ def test_a_failing_run_with_a_bug_of_the_zoo_writes_a_readable_report(
     assert command.endswith("--bug respond_before_commit"), command
     timeline = summary["timelines"][0]
     assert timeline["faults"], "the failing example injected faults"
+    metrics = timeline["metrics"]
+    assert metrics["latency"]["count"] >= 1 and metrics["latency"]["max"] > 0
+    assert sum(metrics["answers"].values()) >= metrics["latency"]["count"]
+    assert metrics["queue_depth"], "pending work was sampled"
+    assert metrics["healed_at"] is not None
 
     screen = _on_screen(chromium, report_dir / "report.html")
     assert "accepted_updates_complete" in screen

@@ -22,7 +22,10 @@ After the last step, as after every example, every fault is healed, the system i
 quiesces, a fresh update is sent as a recovery probe and every safety and liveness invariant is
 checked (`docs/invariants.md`). An experiment behaves as expected when every invariant holds and
 every awaited observation was made. Each run writes `NAME.json` and `NAME.txt` (expected next to
-actual) into `.chaos-model/experiments/`.
+actual) into `.chaos-model/experiments/`; the actual behaviour ends with what was measured:
+webhook latency (p50, p95, max), the webhook's answers per status class (2xx, 4xx, 5xx, errors),
+the peak of pending work and the time from the final heal to quiescence (`NAME.txt` adds a
+sparkline of the pending work over the run).
 
 A shrunk failure becomes an experiment with
 `chaos-model replay chaos-failures/<run>/latest --save-as NAME` (saved in `./chaos-experiments/`,

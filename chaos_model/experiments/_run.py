@@ -26,6 +26,7 @@ from chaos_model.history import History
 from chaos_model.machine import ChaosMachine, LivenessViolation, SafetyViolation, bind
 from chaos_model.recorder import RunRecorder
 from chaos_model.replay import _run_step
+from chaos_model.reporting.metrics import ExampleMetrics, describe, example_metrics, sparkline
 from chaos_model.stack import Stack
 from chaos_model.target import make_target
 
@@ -51,6 +52,9 @@ class ExperimentResult:
     pending_at_deadline: dict[str, Any] = field(default_factory=dict)
     failure_dir: str | None = None
     error: str | None = None
+    #: webhook latency, answers by status class, pending work over time and time to recover
+    #: (``ExampleMetrics.to_json()``; empty in results written before they were measured)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +108,14 @@ class ExperimentResult:
             )
         if self.skipped:
             parts.append("Steps skipped (not applicable): " + ", ".join(self.skipped) + ".")
+        measured = self.measured
+        if measured is not None:
+            parts.append("Measured: " + "; ".join(f"{k} {v}" for k, v in describe(measured)) + ".")
         return " ".join(parts)
+
+    @property
+    def measured(self) -> ExampleMetrics | None:
+        return ExampleMetrics.from_json(self.metrics) if self.metrics else None
 
 
 def _counts(counts: dict[str, Any]) -> str:
@@ -232,6 +243,8 @@ def _observe_after(
             target.close()
     result.stages = _observe.stages(snapshot, probes)
     result.max_attempts = _observe.max_attempts(snapshot)
+    ops = machine.history.to_json()
+    result.metrics = example_metrics(ops, machine.queue_depth, machine.quiescent_at).to_json()
 
 
 def render_text(experiment: Experiment, result: ExperimentResult) -> str:
@@ -256,9 +269,22 @@ def render_text(experiment: Experiment, result: ExperimentResult) -> str:
         for item in result.awaited:
             seen = f"seen after {item['seconds']:.1f} s" if item["seen"] else "NOT seen"
             lines.append(f"  {item['what']}: {seen}")
+    measured = result.measured
+    if measured is not None:
+        lines += ["", "measured", *_measured_lines(measured)]
     if result.failure_dir:
         lines += ["", f"saved failure: {result.failure_dir}"]
     return "\n".join(lines) + "\n"
+
+
+def _measured_lines(metrics: ExampleMetrics) -> list[str]:
+    lines = describe(metrics)
+    width = max(len(name) for name, _ in lines)
+    text = [f"  {name:<{width}}  {value}" for name, value in lines]
+    chart = sparkline(metrics)
+    if chart:
+        text.append(f"  {'':<{width}}  {chart}  (pending work, 0 to {metrics.duration:.1f} s)")
+    return text
 
 
 def write_result(experiment: Experiment, result: ExperimentResult, directory: Path) -> Path:

@@ -20,6 +20,7 @@ import asyncpg
 
 from chaos_model.adapter import TargetSpec
 from chaos_model.invariants import Result
+from chaos_model.observe import PendingSample
 from chaos_model.target import message_row, update_keys
 
 if TYPE_CHECKING:
@@ -76,6 +77,11 @@ class ExampleCapture:
     duration: float
     log_tails: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: pending work over time, by kind (a sample where the counts changed)
+    queue_depth: list[PendingSample] = field(default_factory=list)
+    #: seconds from the start to the teardown, and to the first quiescence after the final heal
+    teardown_at: float | None = None
+    quiescent_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +98,9 @@ class ExampleCapture:
             duration=float(data["duration"]),
             log_tails={name: list(lines) for name, lines in data.get("log_tails", {}).items()},
             notes=list(data.get("notes", [])),
+            queue_depth=[PendingSample(**item) for item in data.get("queue_depth", [])],
+            teardown_at=data.get("teardown_at"),
+            quiescent_at=data.get("quiescent_at"),
         )
 
 
@@ -141,6 +150,9 @@ def capture_example(
             for name, path in log_paths.items()
         },
         notes=notes,
+        queue_depth=list(machine.queue_depth),
+        teardown_at=machine.teardown_at,
+        quiescent_at=machine.quiescent_at,
     )
 
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from html import escape
 
 from chaos_model.points import CoverageTable
+from chaos_model.reporting.answers import ANSWERS
+from chaos_model.reporting.metrics import ExampleMetrics, describe
 from chaos_model.reporting.svg import (
     ANSWER_COLOURS,
     STAGE_COLOURS,
     fault_colour,
     render_svg,
 )
-from chaos_model.reporting.timeline import ANSWERS, FiredInvariant, Timeline
+from chaos_model.reporting.timeline import FiredInvariant, Timeline
 
 LOG_LINES_SHOWN = 20
 _INLINE_CODE = re.compile(r"``(.+?)``")
@@ -116,6 +118,8 @@ def _section(section: ExampleSection) -> str:
     parts.append("</div>")
     parts.append(_legend(timeline))
     parts.append("</figure>")
+    if timeline.metrics is not None:
+        parts.append(_metrics(timeline.metrics, section.element_id))
     parts.extend(f'<p class="note">{escape(note)}</p>' for note in timeline.notes)
     parts.append("<h3>Steps of this example</h3>")
     rows = [[str(step.number), f"{step.time:.2f}s", step.call] for step in timeline.steps]
@@ -182,6 +186,16 @@ def _fired_box(fired: FiredInvariant) -> str:
         parts.append(f'<p class="unstored">Named but not stored: update {escape(missing)}</p>')
     parts.append("</div>")
     return "\n".join(parts)
+
+
+def _metrics(metrics: ExampleMetrics, element_id: str) -> str:
+    """The example's measurements; the pending work is drawn on the timeline's own lane."""
+    rows = [[name, value] for name, value in describe(metrics)]
+    return (
+        f'<div class="metrics" id="{element_id}-metrics"><h3>Measured in this example</h3>'
+        + _table(["", ""], rows, css="metrics")
+        + "</div>"
+    )
 
 
 def _legend(timeline: Timeline) -> str:
@@ -277,6 +291,16 @@ svg.timeline { font: 12px system-ui, sans-serif; background: #fff; }
 .stage-span { opacity: 0.85; }
 .stage-label { fill: #0f172a; font-size: 11px; }
 .fired-line { stroke: #dc2626; stroke-width: 2; }
+.axis-caption { fill: #475569; font-size: 11px; font-style: italic; }
+.axis-break { stroke: #334155; stroke-width: 1.5; }
+.teardown-bg { fill: #fef3c7; opacity: 0.35; }
+.step-label { fill: #334155; font-size: 10.5px; }
+.pending-area { fill: #93c5fd; fill-opacity: 0.6; stroke: #2563eb; stroke-width: 1.2; }
+.pending-sample { fill: #1d4ed8; }
+.healed-line { stroke: #16a34a; stroke-width: 2; }
+.recovery-line { stroke: #16a34a; stroke-width: 2; stroke-dasharray: 4 2; }
+.recovery-label { fill: #166534; font-size: 11px; font-weight: 600; }
+table.metrics td:first-child { font-weight: 600; }
 .fired-label { fill: #b91c1c; font-weight: 700; }
 .legend { list-style: none; padding: 0; margin: 8px 0 0; display: flex; flex-wrap: wrap;
   gap: 4px 16px; }

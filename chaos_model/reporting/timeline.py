@@ -12,7 +12,9 @@ from chaos_model.adapter import INFRASTRUCTURE, TargetSpec
 from chaos_model.faults import REGISTRY
 from chaos_model.invariants import ALL
 from chaos_model.recorder import render_program
+from chaos_model.reporting.answers import WebhookAnswer, webhook_answers
 from chaos_model.reporting.capture import ExampleCapture, Finding, StoredMessage
+from chaos_model.reporting.metrics import ExampleMetrics, example_metrics
 
 PROBE_PROCESS = "telegram-chat-999"
 #: the longest argument shown in full in the step table
@@ -20,9 +22,6 @@ ARGUMENT_WIDTH = 60
 
 #: the model's own clients of a target: the simulated Telegram and the dashboard readers
 TELEGRAM, DASHBOARD = "telegram", "dashboard"
-
-#: answer classes of the webhook, in legend order
-ANSWERS = ("2xx", "4xx", "5xx", "timeout", "no connection")
 
 #: findings raised by the model itself rather than by an invariant object
 MODEL_CHECKS = {
@@ -46,6 +45,8 @@ class StepMark:
     number: int
     time: float
     call: str
+    #: the rule and what it hits (``kill worker``), for the step's column
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,6 @@ class FaultBand:
     instant: bool
     #: how it ended: "healed", "heal-all", "still applied"
     ended_by: str
-
-
-@dataclass(frozen=True)
-class WebhookAnswer:
-    sent: float
-    time: float
-    answer: str
-    detail: str
-    sender: str
-    update_id: int | None
 
 
 @dataclass(frozen=True)
@@ -113,6 +104,9 @@ class Timeline:
     notes: tuple[str, ...]
     #: the lanes faults are drawn over, in the order a request travels (see :func:`lanes`)
     services: tuple[str, ...] = ()
+    #: seconds from the start to the teardown (the final heal and the waits after it)
+    teardown_at: float | None = None
+    metrics: ExampleMetrics | None = None
 
 
 def lanes(target: TargetSpec) -> tuple[str, ...]:
@@ -166,7 +160,7 @@ def build_timeline(capture: ExampleCapture, target: TargetSpec | None = None) ->
     """The timeline of ``capture``; its lanes are ``target``'s, or those the capture shows."""
     services = lanes(target) if target is not None else lanes_seen(capture)
     steps = tuple(
-        StepMark(number, step.time, _call(step.rule, step.args))
+        StepMark(number, step.time, _call(step.rule, step.args), _name(step.rule, step.args))
         for number, step in enumerate(capture.steps, start=1)
     )
     answers = tuple(webhook_answers(capture.ops))
@@ -174,6 +168,7 @@ def build_timeline(capture: ExampleCapture, target: TargetSpec | None = None) ->
         [capture.duration]
         + [op["time"] for op in capture.ops]
         + [event.time for event in capture.stage_events]
+        + [sample.time for sample in capture.queue_depth]
     )
     fired = tuple(_fired(finding, capture, latest) for finding in capture.findings)
     return Timeline(
@@ -188,11 +183,18 @@ def build_timeline(capture: ExampleCapture, target: TargetSpec | None = None) ->
         log_tails=capture.log_tails,
         notes=tuple(capture.notes),
         services=services,
+        teardown_at=capture.teardown_at,
+        metrics=example_metrics(capture.ops, capture.queue_depth, capture.quiescent_at),
     )
 
 
 def _call(rule: str, args: dict[str, Any]) -> str:
     return f"{rule}({', '.join(f'{key}={_short(value)}' for key, value in args.items())})"
+
+
+def _name(rule: str, args: dict[str, Any]) -> str:
+    hit = args.get("service") or args.get("link")
+    return f"{rule} {hit}" if isinstance(hit, str) else rule
 
 
 def _short(value: Any) -> str:
@@ -280,53 +282,6 @@ def fault_bands(
             )
         )
     return bands
-
-
-# ---------------------------------------------------------------------------------- webhook
-_WEBHOOK_FUNCTIONS = frozenset(
-    {"deliver", "forged", "not_json", "not_object", "missing_fields", "wrong_types", "oversized"}
-)
-
-
-def classify_answer(op: dict[str, Any]) -> str:
-    """A completed webhook call as 2xx, 4xx, 5xx, timeout or no connection."""
-    if op["type"] == "ok":
-        return "2xx"
-    error = str(op.get("error") or "")
-    status = re.search(r"\b([1-5])\d\d\b", error)
-    if status is not None:
-        return f"{status.group(1)}xx"
-    if op["type"] == "info" or ("Timeout" in error and "Connect" not in error):
-        return "timeout"
-    return "no connection"
-
-
-def webhook_answers(ops: list[dict[str, Any]]) -> list[WebhookAnswer]:
-    invoked: dict[str, dict[str, Any]] = {}
-    answers: list[WebhookAnswer] = []
-    for op in ops:
-        if op["f"] not in _WEBHOOK_FUNCTIONS:
-            continue
-        if op["type"] == "invoke":
-            invoked[op["process"]] = op
-            continue
-        start = invoked.pop(op["process"], op)
-        value = op["value"] if isinstance(op["value"], dict) else {}
-        update_id = value.get("update_id")
-        answer = classify_answer(op)
-        what = f"update {update_id}" if update_id is not None else f"{op['f']} request"
-        detail = f"{what}: {op.get('error') or answer} after {op['time'] - start['time']:.2f}s"
-        answers.append(
-            WebhookAnswer(
-                start["time"],
-                op["time"],
-                answer,
-                detail,
-                op["process"],
-                update_id if isinstance(update_id, int) else None,
-            )
-        )
-    return sorted(answers, key=lambda answer: answer.time)
 
 
 # ---------------------------------------------------------------------------------- messages

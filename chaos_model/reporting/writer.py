@@ -222,6 +222,9 @@ def _summary(
                 "faults": [band.label for band in section.timeline.bands],
                 "messages": len(section.timeline.messages),
                 "seconds": round(section.timeline.duration, 3),
+                "metrics": None
+                if section.timeline.metrics is None
+                else section.timeline.metrics.to_json(),
             }
             for section in sections
         ],

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chaos_model.recorder import FailureRecord
+from chaos_model.reporting.answers import classify_answer
 from chaos_model.reporting.browser import CHROMIUM_ENV
 from chaos_model.reporting.capture import (
     ExampleCapture,
@@ -25,7 +26,6 @@ from chaos_model.reporting.capture import (
 )
 from chaos_model.reporting.timeline import (
     build_timeline,
-    classify_answer,
     fault_bands,
     fault_services,
     offending_rows,
@@ -199,6 +199,12 @@ def test_the_report_folder_holds_a_self_contained_page_and_a_summary(
     assert summary["timelines"][0]["invariants"] == ["accepted_updates_complete"]
     assert set(summary["timelines"][0]["faults"]) == {FAILPOINT_LABEL, "pause nats"}
     assert summary["pngs"] == []
+    metrics = summary["timelines"][0]["metrics"]
+    assert metrics["answers"] == {"2xx": 3, "4xx": 1, "5xx": 1, "errors": 1}
+    assert metrics["latency"]["max"] == 3.0, "the timeout waited 3 s"
+    assert metrics["healed_at"] == 5.0
+    assert "Measured in this example" in html
+    assert "p50 50 ms, p95 3.00 s, max 3.00 s (6 answers)" in html
 
 
 def test_a_passing_run_still_writes_a_report(tmp_path: Path) -> None:
