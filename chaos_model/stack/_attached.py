@@ -16,14 +16,12 @@ Stopping the stack heals every fault but never stops the user's processes; a sma
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from chaos_model._wait import WaitTimeout, wait_until
@@ -36,7 +34,7 @@ from chaos_model.adapter._attach_section import (
 )
 from chaos_model.errors import StackError, UnsupportedFault
 from chaos_model.stack._attached_service import PidFileService, guardian_entry
-from chaos_model.stack._base import Endpoints, Service, target_endpoints
+from chaos_model.stack._base import Service, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._launch import Launch, service_launch
@@ -74,9 +72,16 @@ class AttachedStack(StackLifecycle):
             {"refuse_connections", "partition", "network"}
             | (set() if self.attach.failpoints_file else {"failpoint"})
         )
-        self._docker: Any = None
-        self._started_any = False
-        self._endpoints = self._make_endpoints()
+        self._endpoints = target_endpoints(
+            target,
+            database_url=self.attach.database_url,
+            nats_url=self.attach.nats_url,
+            nats_monitor_url=self.attach.nats_monitor_url,
+            llm_url=self.attach.llm_url.rstrip("/"),
+            webhook_secret=target.webhook.secret,
+            service_urls={name: url.rstrip("/") for name, url in self.attach.urls.items()},
+            render=lambda name, template: self._render(name, f"services.{name}.busy", template),
+        )
         self._services: dict[str, Service] = {}
         for name, spec in target.services.items():
             if spec.pid_file:
@@ -116,42 +121,29 @@ class AttachedStack(StackLifecycle):
             containers = [n for n, s in self._services.items() if isinstance(s, ComposeService)]
             check_restartable(self.target, containers)
         self._check_pid_files()
-        failpoints = self.attach.failpoints_file
         state = {
             "llm_url": self.attach.llm_url,
-            "failpoints_file": str(self._path(failpoints)) if failpoints else "",
+            "failpoints_file": str(self._failpoint_path() or ""),
             "services": {
                 name: guardian_entry(service)
                 for name, service in self._services.items()
                 if isinstance(service, PidFileService | ComposeService)
             },
         }
-        self._guardian = Guardian(self.dir, "attached", state, remove_dir=False)
+        self._guardian = Guardian(self.dir, "attached", state, keep=True)
 
     def _stop(self) -> None:
         """Heal every fault and let go of the system; its processes keep running."""
-        try:
-            if self._started and self._http is not None and self._guardian is not None:
-                try:
-                    self.heal()
-                except Exception as error:  # noqa: BLE001 - let go of the system anyway
-                    print(
-                        f"chaos-model: healing the attached system failed: {error}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        finally:
-            if self._docker is not None:
-                with contextlib.suppress(Exception):
-                    self._docker.close()
-                self._docker = None
+        if self._started and self._http is not None and self._guardian is not None:
+            try:
+                self.heal()
+            except Exception as error:  # noqa: BLE001 - let go of the system anyway
+                message = f"chaos-model: healing the attached system failed: {error}"
+                print(message, file=sys.stderr, flush=True)
 
     def _failpoint_path(self) -> Path | None:
         failpoints = self.attach.failpoints_file
         return self._path(failpoints) if failpoints else None
-
-    def _keeps_dir(self) -> bool:
-        return self._started_any  # the processes chaos-model started keep writing their logs
 
     def _app_services(self) -> Iterable[str]:
         return [
@@ -167,18 +159,6 @@ class AttachedStack(StackLifecycle):
 
     def _render(self, name: str | None, key: str, template: str) -> str:
         return render_attached(self.target, self.dir, name, key, template)
-
-    def _make_endpoints(self) -> Endpoints:
-        return target_endpoints(
-            self.target,
-            database_url=self.attach.database_url,
-            nats_url=self.attach.nats_url,
-            nats_monitor_url=self.attach.nats_monitor_url,
-            llm_url=self.attach.llm_url.rstrip("/"),
-            webhook_secret=self.target.webhook.secret,
-            service_urls={name: url.rstrip("/") for name, url in self.attach.urls.items()},
-            render=lambda name, template: self._render(name, f"services.{name}.busy", template),
-        )
 
     def _pid_service(self, name: str, spec: ServiceSpec) -> PidFileService:
         launch: Callable[[], Launch] | None = None
@@ -197,41 +177,38 @@ class AttachedStack(StackLifecycle):
                 )
 
             launch()  # every placeholder must have a value: fail now, not after a kill
-        probe, awaited = self._ready_probe(name, spec, with_pid=True)
+        probe, awaited = self._ready_probe(name, in_container=False)
         return PidFileService(
             self,
             name,
             self._path(spec.pid_file),
             probe=probe,
             awaited=awaited,
-            ready_timeout=self._ready_timeout(spec),
+            ready_timeout=self._ready_timeout(name),
             launch=launch,
         )
 
     def _ready_probe(
-        self, name: str, spec: ServiceSpec, *, with_pid: bool
+        self, name: str, *, in_container: bool
     ) -> tuple[Callable[[int | None], bool], str]:
+        check = self.target.services[name].ready
         render = functools.partial(self._render, name, f"services.{name}.ready")
-        return http_probe(lambda: self._http, spec.ready, render, in_container=not with_pid)
-
-    def _ready_timeout(self, spec: ServiceSpec) -> float:
-        return spec.ready_timeout or self.target.limits.ready_timeout
+        return http_probe(lambda: self._http, check, render, in_container=in_container)
 
     # ----------------------------------------------------------------- attaching
     def _check_answers(self) -> None:
         """The system answers: its database, the webhook's service, the LLM stub, NATS."""
         stores, http = self._stores, self._http
         assert stores is not None and http is not None
-        webhook = f"the webhook's service {self.target.webhook.service}"
+        webhook = f"the webhook's service {self.target.webhook.service} to answer"
+        database = f"the database at {_safe(self.attach.database_url)} to answer `SELECT 1`"
+        llm = self.attach.llm_url
         checks: list[tuple[Callable[[], object], str]] = [
+            (stores.ping, database),
+            (lambda: http.get(self.endpoints.api_url, timeout=2), webhook),
             (
-                stores.ping,
-                f"the database at {_safe(self.attach.database_url)} to answer `SELECT 1`",
-            ),
-            (lambda: http.get(self.endpoints.api_url, timeout=2), f"{webhook} to answer"),
-            (
-                lambda: http.get(f"{self.attach.llm_url}/control/stats", timeout=2),
-                f"the LLM stub's control API to answer at {self.attach.llm_url}",
+                lambda: http.get(f"{llm}/control/stats", timeout=2),
+                f"the LLM stub's control API to answer at {llm}",
             ),
         ]
         if self.target.queue.kind == "jetstream":
@@ -283,13 +260,8 @@ class AttachedStack(StackLifecycle):
                     f"cannot attach: compose project {project} runs {len(found)} containers of"
                     f" {name}; chaos-model controls one container per service"
                 )
-            probe, awaited = self._container_probe(name)
-            timeout = (
-                self._ready_timeout(self.target.services[name])
-                if name in self.target.services
-                else self.target.limits.ready_timeout
-            )
-            containers[name] = ComposeService(name, found[0], probe, awaited, timeout)
+            timeout = self._ready_timeout(name)
+            containers[name] = ComposeService(name, found[0], *self._container_probe(name), timeout)
         services = {n: s for n, s in containers.items() if n not in self.target.services}
         for name in self.target.services:
             chosen = containers.get(name) or self._services.get(name)
@@ -302,10 +274,9 @@ class AttachedStack(StackLifecycle):
             return self._database_answers, "SQL `SELECT 1` to answer"
         if name == "nats":
             if self.attach.nats_monitor_url:
-                url = f"{self.attach.nats_monitor_url.rstrip('/')}/healthz"
-                return (lambda: self._http_ok(url)), f"GET {url} to answer 200"
+                return self._http_check(f"{self.attach.nats_monitor_url.rstrip('/')}/healthz")
             return (lambda: _tcp_open(self.attach.nats_url)), f"{self.attach.nats_url} to accept"
-        probe, awaited = self._ready_probe(name, self.target.services[name], with_pid=False)
+        probe, awaited = self._ready_probe(name, in_container=True)
         return (lambda: probe(None)), awaited
 
 
@@ -320,7 +291,5 @@ def _tcp_open(url: str) -> bool:
 
 def _safe(url: str) -> str:
     """``url`` without its password."""
-    split = urlsplit(url)
-    if split.password is None:
-        return url
-    return url.replace(f":{split.password}@", ":***@", 1)
+    password = urlsplit(url).password
+    return url if password is None else url.replace(f":{password}@", ":***@", 1)

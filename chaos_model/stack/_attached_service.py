@@ -38,24 +38,22 @@ class PidFileService(ProcessService):
         name: str,
         pid_file: Path,
         *,
-        probe: Callable[[int], bool],
+        probe: Callable[[int | None], bool],
         awaited: str,
         ready_timeout: float,
         launch: Callable[[], Launch] | None,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name,
+            lambda: (pid := self.process.pid) is not None and probe(pid),
+            awaited,
+            ready_timeout,
+        )
         self.pid_file = pid_file
         self.process = PidFileProcess(name, pid_file)
         self._stack = stack
-        self._probe = probe
-        self._awaited = awaited
-        self._ready_timeout = ready_timeout
         self._gone = f"{pid_file} names no running process"
         self._launch = launch
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
 
     @property
     def can_start(self) -> bool:
@@ -84,14 +82,10 @@ class PidFileService(ProcessService):
                 f" services.{self.name}.start is not set"
             )
         self.process.start(self._launch())
-        self._stack._started_any = True
+        self._stack.keep_dir = True  # the processes chaos-model started keep writing their logs
 
     def _exited(self) -> bool:
         return not self.process.is_running() and self.process.start_failed()
-
-    def _ready(self) -> bool:
-        pid = self.process.pid
-        return pid is not None and self._probe(pid)
 
     def log_tail(self, lines: int = 30) -> str:
         return file_tail(self.log_path, lines)
@@ -107,10 +101,8 @@ def guardian_entry(service: PidFileService | ComposeService) -> dict[str, Any]:
 
 
 def heal_recorded(state: Mapping[str, Any]) -> list[str]:
-    """Undo whatever a runner that died left behind; return what was done (nothing raises):
-    disarm the failpoints, SIGCONT every process of every service, start again every service
-    whose pid file names no live process, unpause and start every container, clear the LLM
-    stub's fault."""
+    """Undo whatever a runner that died left behind (every fault, every service down); return
+    what was done (nothing raises)."""
     done: list[str] = []
     failpoints_file = state.get("failpoints_file")
     if failpoints_file:

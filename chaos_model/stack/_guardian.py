@@ -6,14 +6,8 @@ reaches it. The owner keeps the state file (JSON, rewritten atomically) up to da
 undoing the stack needs, *before* it is needed. The guardian polls its parent about every 100 ms;
 when the owner is gone, even after a SIGKILL that left it no chance to clean up, it runs the
 state's reaper, removes the stack folder unless it is to be kept, and exits. When the state file
-disappears it exits doing nothing: that is how a normal stop dismisses it.
-
-One reaper per backend, each small:
-
-- ``processes`` (local): SIGCONT and SIGKILL every recorded process tree;
-- ``compose``: the same for the host processes (the fault proxy), then ``compose down -v``;
-- ``attached``: heal what the runner recorded (resume, start again, clear the LLM fault), and
-  stop nothing of the user's system.
+disappears it exits doing nothing: that is how a normal stop dismisses it. There is one reaper
+per backend (:data:`REAPERS`); the attached one stops nothing of the user's system.
 """
 
 from __future__ import annotations
@@ -39,6 +33,13 @@ from chaos_model._wait import WaitTimeout, wait_until
 POLL_SECONDS = 0.1
 STATE_FILE = "guardian.json"
 KILL_WAIT_SECONDS = 5.0
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically: a reader sees the old text or the new, never half of it."""
+    fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fresh.write_text(text)
+    fresh.replace(path)
 
 
 def _owner_alive(owner: int) -> bool:
@@ -110,11 +111,8 @@ def reap_compose(state: Mapping[str, Any]) -> list[str]:
     from chaos_model.stack._docker import bring_down
 
     done = reap_processes(state)
-    compose = state["compose"]
-    bring_down(
-        compose["project"], compose["command"], compose["env"], compose["file"], compose["cwd"]
-    )
-    return [*done, f"brought compose project {compose['project']} down"]
+    bring_down(**state["compose"])
+    return [*done, f"brought compose project {state['compose']['project']} down"]
 
 
 def reap_attached(state: Mapping[str, Any]) -> list[str]:
@@ -132,14 +130,6 @@ REAPERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
 
 
 # ----------------------------------------------------------------------------- the watcher
-def read_state(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def guard(owner: int, state_path: Path) -> int:
     """Poll until the owner dies (reap) or the state file disappears (just exit)."""
     wait_until(
@@ -149,8 +139,9 @@ def guard(owner: int, state_path: Path) -> int:
         interval=POLL_SECONDS,
         max_interval=POLL_SECONDS,
     )
-    state = read_state(state_path)
-    if state is None:
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
         return 0  # dismissed: the state file is gone
     try:
         done = REAPERS[state.get("reaper", "processes")](state)
@@ -161,8 +152,7 @@ def guard(owner: int, state_path: Path) -> int:
     if stack_dir and not state.get("keep", False):
         shutil.rmtree(stack_dir, ignore_errors=True)
     else:
-        with contextlib.suppress(FileNotFoundError):
-            state_path.unlink()
+        state_path.unlink(missing_ok=True)
     return 0
 
 
@@ -178,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 class Guardian:
     """The owner's handle on its guardian: spawn it, keep its state, dismiss it.
 
-    ``state`` says what the ``reaper`` needs beyond the recorded pids; with ``remove_dir`` the
-    guardian removes ``directory`` after reaping (unless ``keep``).
+    ``state`` says what the ``reaper`` needs beyond the recorded pids; the guardian removes
+    ``directory`` after reaping unless ``keep``.
     """
 
     def __init__(
@@ -188,28 +178,17 @@ class Guardian:
         reaper: str,
         state: Mapping[str, Any] | None = None,
         *,
-        remove_dir: bool = True,
         keep: bool = False,
     ) -> None:
         self.state_path = directory / STATE_FILE
         self._lock = threading.Lock()
         self._state: dict[str, Any] = {"owner": os.getpid(), "reaper": reaper, "keep": keep}
-        if remove_dir:
-            self._state["dir"] = str(directory)
-        self._state.update(state or {})
-        self._state.setdefault("services", {})
-        self._write()
+        self._state.update({"dir": str(directory), "services": {}, **(state or {})})
+        replace_text(self.state_path, json.dumps(self._state))
+        argv = [sys.executable, "-m", "chaos_model.stack._guardian", "--owner", str(os.getpid())]
         with (directory / "logs" / "guardian.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "chaos_model.stack._guardian",
-                    "--owner",
-                    str(os.getpid()),
-                    "--state",
-                    str(self.state_path),
-                ],
+                [*argv, "--state", str(self.state_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -221,18 +200,12 @@ class Guardian:
         services = {name: identity(pid) for name, pid in pids.items() if pid is not None}
         with self._lock:
             self._state["services"] = services
-            self._write()
-
-    def _write(self) -> None:
-        tmp = self.state_path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._state))
-        tmp.replace(self.state_path)
+            replace_text(self.state_path, json.dumps(self._state))
 
     def close(self) -> None:
         """Dismiss the guardian (the stack was stopped properly): its state file goes, and it
         ends."""
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
+        self.state_path.unlink(missing_ok=True)
         if self.process.poll() is None:
             self.process.terminate()
         try:

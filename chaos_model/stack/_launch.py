@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from chaos_model.adapter import ServiceSpec, TargetSpec
-from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
 from chaos_model.points import boot_environment, is_python_command
+from chaos_model.stack._guardian import replace_text
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,7 @@ class Launch:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Launch:
-        return cls(
-            name=str(data["name"]),
-            argv=tuple(data["argv"]),
-            cwd=str(data.get("cwd", "")),
-            env=dict(data.get("env") or {}),
-            log=str(data.get("log", "")),
-            pid_file=str(data.get("pid_file", "")),
-        )
+        return cls(**{**data, "argv": tuple(data["argv"]), "env": dict(data.get("env") or {})})
 
     def start(self, user: str | None = None) -> subprocess.Popen[bytes]:
         """Start the service in a session of its own (signals to the runner's process group do
@@ -79,23 +72,14 @@ class Launch:
                 group=user,
             )
         if self.pid_file:
-            write_pid_file(Path(self.pid_file), popen.pid)
+            replace_text(Path(self.pid_file), f"{popen.pid}\n")
         return popen
-
-
-#: renders one template; the key names where it comes from, for an error
-Render = Callable[[str, str], str]
-
-
-def render_with(values: Placeholders) -> Render:
-    """A renderer filling in ``values`` (the placeholders of a stack chaos-model started)."""
-    return lambda key, template: values.render(template)
 
 
 def service_launch(
     target: TargetSpec,
     name: str | None,
-    render: Render,
+    render: Callable[[str, str], str],
     *,
     command: Sequence[str] | None = None,
     command_key: str = "command",
@@ -105,7 +89,8 @@ def service_launch(
     points: Path | None = None,
 ) -> Launch:
     """The launch of service ``name`` (the migration when None): ``command`` (default: the
-    service's own) and the environment the adapter gives it, rendered, plus ``extra_env``.
+    service's own) and the environment the adapter gives it, rendered by ``render(key,
+    template)`` (the key names where it comes from, for an error), plus ``extra_env``.
 
     With ``points`` (a stack's point control folder), a Python service gets the bootstrap that
     makes every I/O call of it a fault point (unless its adapter says ``points = false``)."""
@@ -124,33 +109,15 @@ def service_launch(
     env.update(extra_env or {})
     argv = tuple(render(f"{where}.{command_key}", arg) for arg in command)
     if points is not None and spec is not None and booted(spec, argv):
+        packages, functions = spec.points.packages, spec.points.functions
         env.update(
-            boot_environment(
-                points,
-                spec.name,
-                env,
-                app_packages=spec.points.packages,
-                functions=spec.points.functions,
-            )
+            boot_environment(points, spec.name, env, app_packages=packages, functions=functions)
         )
-    return Launch(
-        name=name or "migrate",
-        argv=argv,
-        cwd=str(target.root.resolve()),
-        env=env,
-        log=log,
-        pid_file=pid_file,
-    )
+    cwd = str(target.root.resolve())
+    return Launch(name or "migrate", argv, cwd=cwd, env=env, log=log, pid_file=pid_file)
 
 
 def booted(spec: ServiceSpec, argv: Sequence[str]) -> bool:
     """Whether a service gets fault points: as its adapter says, else when it runs Python."""
     enabled = spec.points.enabled
     return is_python_command(argv) if enabled is None else enabled
-
-
-def write_pid_file(path: Path, pid: int) -> None:
-    """Replace ``path`` atomically with ``pid``."""
-    fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fresh.write_text(f"{pid}\n")
-    fresh.replace(path)

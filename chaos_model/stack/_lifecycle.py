@@ -2,12 +2,11 @@
 
 :class:`StackLifecycle` owns what each backend does the same way: the context manager, a start
 that cleans up after itself when it fails (and turns SIGTERM into KeyboardInterrupt while the
-stack runs, so that Hypothesis lets it through and the stack is stopped), healing in rounds
-(failpoints, paused services, the LLM, the proxy's links and the database's connections before
-the target's processes are started again; then wait until everything is ready, and go round
-again if something exited meanwhile), reset and a fresh start of the app. A backend supplies only
-what differs: how it starts and stops, how a connection fault of its own is undone, and how its
-stores are emptied.
+stack runs, so that Hypothesis lets it through and the stack is stopped), healing in rounds,
+reset and a fresh start of the app. A backend supplies only what differs: how it starts and
+stops, and how a connection fault of its own is undone. :class:`OwnedStack` adds what the stacks
+chaos-model starts itself (local, compose) share: the target's bug zoo, loopback ports, the
+endpoints and placeholders built from them, the fault proxy.
 """
 
 from __future__ import annotations
@@ -15,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,13 +26,16 @@ from typing import Any
 import httpx
 
 from chaos_model._wait import wait_until
-from chaos_model.adapter import LLMSpec, TargetSpec, llm_spec_to_json
+from chaos_model.adapter import LLMSpec, TargetSpec, default_target, llm_spec_to_json
+from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import ServiceNotReady, StackError, UnsupportedFault
 from chaos_model.failpoints import FailpointFile
 from chaos_model.points import PointControl
 from chaos_model.proxy import ProxyClient
-from chaos_model.stack._base import Endpoints, Service, Stoppable
+from chaos_model.stack._base import Endpoints, Service, Stoppable, target_endpoints
 from chaos_model.stack._guardian import Guardian
+from chaos_model.stack._launch import Launch
+from chaos_model.stack._process import LocalService, ManagedProcess
 from chaos_model.stack._stores import StoreClients
 
 #: heal restarts what is down and waits; a process may still be on its way down when heal starts
@@ -69,6 +73,8 @@ class StackLifecycle(Stoppable):
     keep_dir = False
     _stores: StoreClients | None = None
     _guardian: Guardian | None = None
+    #: the Docker engine's client, if the stack uses one
+    _docker: Any = None
     #: the control folder of the fault points at the target's I/O calls, if it has any
     _points: PointControl | None = None
 
@@ -92,9 +98,6 @@ class StackLifecycle(Stoppable):
     def _failpoint_path(self) -> Path | None:
         """Where the target's processes read their failpoints, if they have any."""
         return None
-
-    def _keeps_dir(self) -> bool:
-        return self.keep_dir
 
     def _app_services(self) -> Iterable[str]:
         """The target's own services this stack can restart."""
@@ -157,12 +160,12 @@ class StackLifecycle(Stoppable):
 
     def _release(self) -> None:
         """Close the stack's own clients, dismiss its guardian, remove its folder."""
-        for client in (self._stores, self._http, self._proxy_client, self._guardian):
+        for client in (self._stores, self._http, self._proxy_client, self._guardian, self._docker):
             if client is not None:
                 with contextlib.suppress(Exception):
                     client.close()
-        self._stores = self._http = self._proxy_client = self._guardian = None
-        if not self._keeps_dir() and self.dir != Path() and self.dir.exists():
+        self._stores = self._http = self._proxy_client = self._guardian = self._docker = None
+        if not self.keep_dir and self.dir != Path() and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
         main = threading.current_thread() is threading.main_thread()
         if self._previous_sigterm is not None and main:
@@ -170,10 +173,11 @@ class StackLifecycle(Stoppable):
         self._previous_sigterm = None
 
     def heal(self) -> list[str]:
-        """Undo every fault: disarm failpoints, resume what is paused, clear the LLM fault and
-        the proxy's toxics, let connections in again; then start what is down, connections and
-        infrastructure before the target's processes, and wait until every service is ready."""
-        self._require_started()
+        """Undo every fault, then start what is down and wait until every service is ready."""
+        if not self._started or self._http is None:
+            raise StackError(
+                f"the {self.backend} stack is not started (call start() or use `with`)"
+            )
         healed = self._disarm_failpoints()
         if self._points is not None:
             healed += [f"disarmed point {arm['point']}" for arm in self._points.disarm_all()]
@@ -199,7 +203,8 @@ class StackLifecycle(Stoppable):
         self._llm_control("POST", "/control/reset")
         if not self._llm_configured_at_launch and self.target.llm != LLMSpec():
             self._llm_control("POST", "/control/config", llm_spec_to_json(self.target.llm))
-        self._reset_stores()
+        assert self._stores is not None
+        self._stores.reset()
         return time.monotonic() - began
 
     def restart_app(self) -> None:
@@ -212,23 +217,11 @@ class StackLifecycle(Stoppable):
         for name in names:
             self.services[name].wait_ready()
 
-    def wait_all_ready(self) -> None:
-        for service in self.services.values():
-            service.wait_ready()
-
-    def _open_stores(self, database_url: str, nats_url: str) -> StoreClients:
+    def _open_stores(self, database_url: str, nats_url: str) -> None:
         queue = self.target.queue
-        self._stores = StoreClients(
-            database_url,
-            nats_url,
-            reset_sql=self.target.reset_sql,
-            stream=queue.stream if queue.kind == "jetstream" else "",
-        )
-        return self._stores
-
-    def _reset_stores(self) -> None:
-        assert self._stores is not None
-        self._stores.reset()
+        stream = queue.stream if queue.kind == "jetstream" else ""
+        reset = self.target.reset_sql
+        self._stores = StoreClients(database_url, nats_url, reset_sql=reset, stream=stream)
 
     def _failpoint_file(self) -> FailpointFile | None:
         path = self._failpoint_path() if self._started else None
@@ -251,12 +244,6 @@ class StackLifecycle(Stoppable):
             return False
 
     # ----------------------------------------------------------------- heal, step by step
-    def _require_started(self) -> None:
-        if not self._started or self._http is None:
-            raise StackError(
-                f"the {self.backend} stack is not started (call start() or use `with`)"
-            )
-
     def _disarm_failpoints(self) -> list[str]:
         failpoints = self._failpoint_file()
         if failpoints is None:
@@ -308,7 +295,8 @@ class StackLifecycle(Stoppable):
         for round_ in range(HEAL_ROUNDS):
             healed += self._start_stopped()
             try:
-                self.wait_all_ready()
+                for service in self.services.values():
+                    service.wait_ready()
                 return healed
             except ServiceNotReady:
                 exited = any(not s.is_running() for s in self.services.values())
@@ -325,6 +313,16 @@ class StackLifecycle(Stoppable):
                 started.append(f"restarted {name}")
         return started
 
+    def _ready_timeout(self, name: str) -> float:
+        """How long service ``name`` may take to become ready: its own limit, else the target's."""
+        spec = self.target.services.get(name)
+        own = spec.ready_timeout if spec is not None else None
+        return own or self.target.limits.ready_timeout
+
+    def _http_check(self, url: str) -> tuple[Callable[[], bool], str]:
+        """A probe that ``url`` answers 200, and what it awaits."""
+        return (lambda: self._http_ok(url)), f"GET {url} to answer 200"
+
     def _http_ok(self, url: str) -> bool:
         if self._http is None:
             return False
@@ -332,3 +330,111 @@ class StackLifecycle(Stoppable):
             return self._http.get(url, timeout=0.5).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+class OwnedStack(StackLifecycle):
+    """A stack chaos-model starts itself, every service on a loopback port of its own.
+
+    ``target`` is the adapter (default: ``./chaos-target.toml``); ``bugs`` switches on entries
+    of the target's bug zoo; ``keep_dir`` keeps the stack folder (logs, data) after stop.
+    """
+
+    started_by = "chaos-model"
+
+    def __init__(self, target: TargetSpec | None, bugs: tuple[str, ...], keep_dir: bool) -> None:
+        self.target = target if target is not None else default_target()
+        check_bugs(self.target, bugs)
+        self.bugs = bugs
+        self.keep_dir = keep_dir
+        #: every faultable link (``client->server`` -> server); all run through the fault proxy
+        self.links = self.target.links()
+        self._ports: dict[str, int] = {}
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.target.webhook.secret
+
+    def _placeholders(self, name: str) -> Placeholders:
+        raise NotImplementedError
+
+    def _make_dir(self, prefix: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.dir.chmod(0o755)
+        self.log_dir.mkdir()
+
+    def _loopback_endpoints(self) -> Endpoints:
+        ports = self._ports
+        return target_endpoints(
+            self.target,
+            database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
+            nats_url=f"nats://127.0.0.1:{ports['nats']}",
+            nats_monitor_url=f"http://127.0.0.1:{ports['nats_monitor']}",
+            llm_url=f"http://127.0.0.1:{ports['llm']}",
+            webhook_secret=self.webhook_secret,
+            service_urls={name: f"http://127.0.0.1:{ports[name]}" for name in self.target.services},
+            render=lambda name, template: self._placeholders(name).render(template),
+            proxy_url=f"http://127.0.0.1:{ports['proxy']}",
+            link_urls={link: f"http://127.0.0.1:{ports[link]}" for link in self.links},
+        )
+
+    def _loopback_placeholders(
+        self, name: str | None, extra_ports: Sequence[str], port_of: Callable[[str], int]
+    ) -> Placeholders:
+        """Service ``name``'s placeholders (the migration's when None), each server reached on
+        loopback at ``port_of(server)``."""
+        return Placeholders(
+            root=self.target.root.resolve(),
+            dir=self.dir,
+            database_url=f"postgresql://postgres@127.0.0.1:{port_of('postgres')}/postgres",
+            nats_url=f"nats://127.0.0.1:{port_of('nats')}",
+            llm_url=f"http://127.0.0.1:{port_of('llm')}",
+            webhook_secret=self.webhook_secret,
+            failpoints_file=str(self.failpoints.path),
+            bugs=",".join(self.bugs),
+            stream=self.target.queue.stream,
+            durable=self.target.queue.durable,
+            port=self._ports[name] if name is not None else "",
+            ports={extra: self._ports[f"{name}.{extra}"] for extra in extra_ports},
+        )
+
+    def _proxy_service(
+        self, env: Mapping[str, str], fronts: Mapping[str, str] | None = None
+    ) -> LocalService:
+        """The fault proxy: one process serving every link, each to its server's port (or that
+        of the server's front in ``fronts``: the API behind nginx, say)."""
+        ports, fronts = self._ports, fronts or {}
+        control = f"127.0.0.1:{ports['proxy']}"
+        argv = [sys.executable, "-m", "chaos_model.proxy", "--control", control]
+        for link, server in self.links.items():
+            upstream = ports[fronts.get(server, server)]
+            argv += ["--link", f"{link}={ports[link]}:127.0.0.1:{upstream}"]
+        log = str(self.log_dir / "proxy.log")
+        process = ManagedProcess(Launch("proxy", tuple(argv), env=dict(env), log=log))
+        return self._infrastructure("proxy", process, f"{self.endpoints.proxy_url}/health")
+
+    def _infrastructure(self, name: str, process: ManagedProcess, health_url: str) -> LocalService:
+        """Infrastructure service ``name``, ready when ``health_url`` answers 200."""
+        probe, awaited = self._http_check(health_url)
+        timeout = self.target.limits.ready_timeout
+        return LocalService(name, process, probe, awaited, timeout, self._record_pids)
+
+    def _record_pids(self) -> None:
+        """Tell the guardian the pid of every process the stack runs on the host."""
+        if self._guardian is None:
+            return
+        pids: dict[str, int | None] = {}
+        for name, service in self.services.items():
+            if isinstance(service, LocalService):
+                pids[name] = service.process.pid
+                if service.process.standby is not None:
+                    pids[f"{name} standby"] = service.process.standby.pid
+        self._guardian.record(pids)
+
+
+def check_bugs(target: TargetSpec, bugs: Sequence[str]) -> None:
+    unknown = sorted(set(bugs) - set(target.bugs))
+    if unknown:
+        raise StackError(
+            f"unknown bug(s) {', '.join(unknown)} for target {target.name};"
+            f" known: {', '.join(target.bugs) or 'none'}"
+        )

@@ -18,28 +18,22 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chaos_model.adapter import TargetSpec, llm_spec_to_json
 from chaos_model.adapter._render import Placeholders
-from chaos_model.adapter.default import default_target
 from chaos_model.errors import StackError
 from chaos_model.points import PointControl
-from chaos_model.stack._base import target_endpoints
 from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
 from chaos_model.stack._guardian import Guardian
-from chaos_model.stack._launch import Launch, render_with, service_launch
-from chaos_model.stack._lifecycle import StackLifecycle
+from chaos_model.stack._launch import Launch, service_launch
+from chaos_model.stack._lifecycle import OwnedStack
 from chaos_model.stack._ports import free_port
-from chaos_model.stack._process import ManagedProcess, ProcessService
+from chaos_model.stack._process import LocalService, ManagedProcess
 from chaos_model.stack._service import http_probe
 from chaos_model.stack._standby import Standby
 
-#: A deadline, not a wait: a service is used as soon as it answers. A Python service starts in
-#: about a second, but on a 2-core machine running several stacks at once it has taken over 20 s.
-READY_TIMEOUT = 45.0
 STACK_DIR_VAR = "CHAOS_MODEL_STACK_DIR"
 INFRASTRUCTURE_ORDER = ("proxy", "postgres", "nats", "llm")
 REFUSING_HBA = (
@@ -64,79 +58,14 @@ def _service_user() -> str | None:
     return "postgres"
 
 
-class LocalService(ProcessService):
-    """One service of the local stack: a managed process plus its readiness probe."""
-
-    process: ManagedProcess
-
-    def __init__(
-        self,
-        name: str,
-        process: ManagedProcess,
-        probe: Callable[[], bool],
-        awaited: str,
-        ready_timeout: float = READY_TIMEOUT,
-        on_start: Callable[[], None] | None = None,
-        before_start: Callable[[], None] | None = None,
-    ) -> None:
-        self.name = name
-        self.process = process
-        self._probe = probe
-        self._awaited = awaited
-        self._ready_timeout = ready_timeout
-        self._on_start = on_start
-        self._before_start = before_start
-
-    def start(self) -> None:
-        if self._before_start is not None:
-            self._before_start()
-        self.process.start()
-        if self._on_start is not None:
-            self._on_start()  # tell the guardian the new pid
-
-    def wait_ready(self, timeout: float | None = None) -> None:
-        super().wait_ready(timeout)
-        standby = self.process.standby
-        if standby is not None and not standby.waiting:  # the next one, ahead of need
-            standby.spawn()
-            if self._on_start is not None:
-                self._on_start()
-
-    def stop(self) -> None:
-        """Stop cleanly: SIGTERM, or for PostgreSQL SIGINT (fast shutdown)."""
-        self.process.stop(signal.SIGINT if self.name == "postgres" else signal.SIGTERM)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return self.process.log_tail(lines)
-
-    def _ready(self) -> bool:
-        return self._probe()
-
-
-def proxy_process(
-    control_port: int,
-    links: Mapping[str, tuple[int, int]],
-    log_dir: Path,
-    env: Mapping[str, str] | None = None,
-) -> ManagedProcess:
-    """The fault proxy: one process serving every link ``name -> (listen, upstream)``."""
-    argv = [sys.executable, "-m", "chaos_model.proxy", "--control", f"127.0.0.1:{control_port}"]
-    for link, (listen, upstream) in links.items():
-        argv += ["--link", f"{link}={listen}:127.0.0.1:{upstream}"]
-    log = str(log_dir / "proxy.log")
-    return ManagedProcess(Launch("proxy", tuple(argv), env=dict(env or {}), log=log))
-
-
-class LocalStack(StackLifecycle):
+class LocalStack(OwnedStack):
     """A target's system on local processes. Use as a context manager.
 
-    ``target`` is the adapter (default: ``./chaos-target.toml``); ``bugs`` switches on entries
-    of the target's bug zoo (passed to it as ``{bugs}``); ``keep_dir`` leaves the temporary
-    directory (logs, data) in place after stop.
+    ``target``, ``bugs`` (passed to it as ``{bugs}``) and ``keep_dir``: see :class:`OwnedStack`;
+    ``extra_env`` is added to the environment of every service of the target.
     """
 
     backend = "local"
-    started_by = "chaos-model"
     _llm_configured_at_launch = True
 
     def __init__(
@@ -144,22 +73,13 @@ class LocalStack(StackLifecycle):
         target: TargetSpec | None = None,
         *,
         bugs: tuple[str, ...] = (),
-        base_dir: str | os.PathLike[str] | None = None,
         keep_dir: bool = False,
         extra_env: Mapping[str, str] | None = None,
-        quiet: bool = True,
     ) -> None:
-        self.target = target if target is not None else default_target()
-        check_bugs(self.target, bugs)
-        self.bugs = bugs
+        super().__init__(target, bugs, keep_dir)
         self.order = (*INFRASTRUCTURE_ORDER, *self.target.services)
-        self.links = self.target.links()
-        self.keep_dir = keep_dir
-        self.quiet = quiet
         self._extra_env = dict(extra_env or {})
-        self._base_dir = base_dir
         self._services: dict[str, LocalService] = {}
-        self._ports: dict[str, int] = {}
         #: pg_hba.conf as initdb wrote it: what a heal always returns to
         self._pristine_hba: str | None = None
         self.binaries: dict[str, Binary] = {}
@@ -184,11 +104,10 @@ class LocalStack(StackLifecycle):
         if self._hba_path.read_text() == wanted:
             return
         _replace_file(self._hba_path, wanted)
-        postgres = self._services["postgres"]
-        if postgres.process.pid is None or not postgres.is_running():
-            return
-        os.kill(postgres.process.pid, signal.SIGHUP)
-        self._wait_reloaded(refuse)
+        pid = self._services["postgres"].process.pid
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            self._wait_reloaded(refuse)
 
     # ----------------------------------------------------------------- the lifecycle's hooks
     def _failpoint_path(self) -> Path:
@@ -197,12 +116,11 @@ class LocalStack(StackLifecycle):
     def _heal_connections(self) -> list[str]:
         """A heal returns pg_hba.conf to what initdb wrote whenever it differs, whatever changed
         it and however a fault's own bookkeeping went."""
-        if self._pristine_hba is None:
-            return []
-        with contextlib.suppress(OSError):
-            if self._hba_path.read_text() != self._pristine_hba:
-                self.refuse_new_db_connections(False)
-                return ["postgres accepts connections again"]
+        if self._pristine_hba is not None:
+            with contextlib.suppress(OSError):
+                if self._hba_path.read_text() != self._pristine_hba:
+                    self.refuse_new_db_connections(False)
+                    return ["postgres accepts connections again"]
         return []
 
     def _stop(self) -> None:
@@ -220,9 +138,7 @@ class LocalStack(StackLifecycle):
 
     # ----------------------------------------------------------------- start-up
     def _start(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="chaos-model-", dir=self._base_dir))
-        self.dir.chmod(0o755)
-        self.log_dir.mkdir()
+        self._make_dir("chaos-model-")
         self._guardian = Guardian(self.dir, "processes", keep=self.keep_dir)
         self._points = PointControl(self.dir / "points")
         self._points.prepare()
@@ -236,68 +152,41 @@ class LocalStack(StackLifecycle):
         ]
         names = ("postgres", "nats", "nats_monitor", "llm", "proxy", *self.target.services)
         self._ports = ports = {name: free_port() for name in (*names, *app_ports, *self.links)}
-        self._endpoints = target_endpoints(
-            self.target,
-            database_url=f"postgresql://postgres@127.0.0.1:{ports['postgres']}/postgres",
-            nats_url=f"nats://127.0.0.1:{ports['nats']}",
-            nats_monitor_url=f"http://127.0.0.1:{ports['nats_monitor']}",
-            llm_url=f"http://127.0.0.1:{ports['llm']}",
-            webhook_secret=self.target.webhook.secret,
-            service_urls={name: f"http://127.0.0.1:{ports[name]}" for name in self.target.services},
-            render=lambda name, template: self._placeholders(name).render(template),
-            proxy_url=f"http://127.0.0.1:{ports['proxy']}",
-            link_urls={link: f"http://127.0.0.1:{ports[link]}" for link in self.links},
-        )
+        self._endpoints = self._loopback_endpoints()
         self._open_stores(self.endpoints.database_url, self.endpoints.nats_url)
-        upstream = {server: ports[server] for server in ("postgres", "nats", "llm")}
-        upstream.update({name: ports[name] for name in self.target.services})
-        proxy_links = {link: (ports[link], upstream[server]) for link, server in self.links.items()}
-        self._add(
-            "proxy",
-            proxy_process(ports["proxy"], proxy_links, self.log_dir, self._marked()),
-            f"{self.endpoints.proxy_url}/health",
-        )
+        self._add(self._proxy_service(self._marked()))
         initdb = self._initdb(pg_bin, user)
-        self._add(
-            "nats", self._nats_process(nats_bin), f"{self.endpoints.nats_monitor_url}/healthz"
-        )
+        nats_health = f"{self.endpoints.nats_monitor_url}/healthz"
+        self._add(self._infrastructure("nats", self._nats_process(nats_bin), nats_health))
         llm_config = self.dir / "llm-config.json"
         llm_config.write_text(json.dumps(llm_spec_to_json(self.target.llm)))
         llm = [sys.executable, "-m", "chaos_model.llm_stub", "--port", str(ports["llm"])]
         llm += ["--config", str(llm_config)]
-        self._add("llm", self._process("llm", llm), f"{self.endpoints.llm_url}/health")
+        llm_health = f"{self.endpoints.llm_url}/health"
+        self._add(self._infrastructure("llm", self._process("llm", llm), llm_health))
         if initdb.wait() != 0:
             raise StackError(f"initdb failed; see {self.log_dir / 'initdb.log'}")
         self._pristine_hba = self._hba_path.read_text()
-        self._services["postgres"] = LocalService(
+        postgres = LocalService(
             "postgres",
             self._postgres_process(pg_bin, user),
             self._database_answers,
             "SQL `select 1` to answer",
             self.target.limits.ready_timeout,
             on_start=self._record_pids,
-            before_start=self._clear_postgres_leftovers,
+            before_start=lambda: (self.dir / "pgdata" / "postmaster.pid").unlink(missing_ok=True),
         )
-        self._services["postgres"].start()
-        self._services["postgres"].wait_ready()
+        self._add(postgres)
+        postgres.wait_ready()
         self._migrate()
         for name in self.target.services:
-            self._services[name] = self._app_service(name)
-            self._services[name].start()
+            self._add(self._app_service(name))
         for name in self.order:
             self._services[name].wait_ready()
 
-    def _add(self, name: str, process: ManagedProcess, health_url: str) -> None:
-        """Start infrastructure service ``name``, ready when ``health_url`` answers 200."""
-        self._services[name] = LocalService(
-            name,
-            process,
-            lambda: self._http_ok(health_url),
-            f"GET {health_url} to answer 200",
-            self.target.limits.ready_timeout,
-            on_start=self._record_pids,
-        )
-        self._services[name].start()
+    def _add(self, service: LocalService) -> None:
+        self._services[service.name] = service
+        service.start()
 
     def _process(self, name: str, argv: Sequence[str], user: str | None = None) -> ManagedProcess:
         log = str(self.log_dir / f"{name}.log")
@@ -309,16 +198,8 @@ class LocalStack(StackLifecycle):
         if user is not None:
             shutil.chown(data, user, user)
         argv = [str(pg_bin.path / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-        with (self.log_dir / "initdb.log").open("wb") as log:
-            return subprocess.Popen(
-                [*argv, "--encoding=UTF8", "--locale=C"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                user=user,
-                group=user,
-                start_new_session=True,
-            )
+        argv += ["--encoding=UTF8", "--locale=C"]
+        return Launch("initdb", tuple(argv), log=str(self.log_dir / "initdb.log")).start(user)
 
     def _postgres_process(self, pg_bin: Binary, user: str | None) -> ManagedProcess:
         sockets = self.dir / "pgsock"
@@ -340,37 +221,18 @@ class LocalStack(StackLifecycle):
         return self._process("postgres", argv, user)
 
     def _nats_process(self, nats_bin: Binary) -> ManagedProcess:
-        ports = self._ports
-        argv = [str(nats_bin.path), "-a", "127.0.0.1", "-p", str(ports["nats"])]
-        argv += ["-m", str(ports["nats_monitor"]), "-js", "-sd", str(self.dir / "jetstream")]
+        argv = [str(nats_bin.path), "-a", "127.0.0.1", "-p", str(self._ports["nats"])]
+        argv += ["-m", str(self._ports["nats_monitor"]), "-js", "-sd", str(self.dir / "jetstream")]
         return self._process("nats", [*argv, "--server_name", "chaos-model-local"])
 
     def _placeholders(self, name: str | None) -> Placeholders:
         """The placeholder values of service ``name``: its URLs lead through its own links."""
         spec = self.target.services[name] if name is not None else None
-        ports = self._ports
-
-        def via(server: str, scheme: str) -> str:
-            port = (
-                ports[f"{name}->{server}"]
-                if spec is not None and server in spec.uses
-                else ports[server]
-            )
-            return f"{scheme}127.0.0.1:{port}"
-
-        return Placeholders(
-            root=self.target.root.resolve(),
-            dir=self.dir,
-            database_url=via("postgres", "postgresql://postgres@") + "/postgres",
-            nats_url=via("nats", "nats://"),
-            llm_url=via("llm", "http://"),
-            webhook_secret=self.target.webhook.secret,
-            failpoints_file=str(self.failpoints.path),
-            bugs=",".join(self.bugs),
-            stream=self.target.queue.stream,
-            durable=self.target.queue.durable,
-            port=ports[name] if name is not None else "",
-            ports={extra: ports[f"{name}.{extra}"] for extra in (spec.ports if spec else ())},
+        uses = spec.uses if spec is not None else ()
+        return self._loopback_placeholders(
+            name,
+            spec.ports if spec is not None else (),
+            lambda server: self._ports[f"{name}->{server}" if server in uses else server],
         )
 
     def _marked(self) -> dict[str, str]:
@@ -382,7 +244,7 @@ class LocalStack(StackLifecycle):
         return service_launch(
             self.target,
             name,
-            render_with(self._placeholders(name)),
+            lambda key, template: self._placeholders(name).render(template),
             extra_env={**self._marked(), **self._extra_env},
             log=str(self.log_dir / f"{name or 'migrate'}.log"),
             points=self._points.folder if self._points is not None else None,
@@ -397,20 +259,16 @@ class LocalStack(StackLifecycle):
             standby = Standby(launch, folder, modules)
         process = ManagedProcess(launch, standby=standby)
         probe, awaited = http_probe(lambda: self._http, spec.ready, self._placeholders(name).render)
+        timeout = self._ready_timeout(name)
         return LocalService(
-            name,
-            process,
-            lambda: probe(process.pid),
-            awaited,
-            spec.ready_timeout or self.target.limits.ready_timeout,
-            self._record_pids,
+            name, process, lambda: probe(process.pid), awaited, timeout, self._record_pids
         )
 
     def _migrate(self) -> None:
         if self.target.migrate is None:
             return
         launch = self._launch(None)
-        log_path = Path(launch.log)
+        log_path = launch.log_path
         with log_path.open("wb") as log:
             try:
                 done = subprocess.run(
@@ -432,32 +290,10 @@ class LocalStack(StackLifecycle):
                 f" {log_path}\n{tail}"
             )
 
-    def _record_pids(self) -> None:
-        if self._guardian is None:
-            return
-        pids = {name: s.process.pid for name, s in self._services.items()}
-        for name, service in self._services.items():
-            if service.process.standby is not None:
-                pids[f"{name} standby"] = service.process.standby.pid
-        self._guardian.record(pids)
-
     # ----------------------------------------------------------------- PostgreSQL
     @property
     def _hba_path(self) -> Path:
         return self.dir / "pgdata" / "pg_hba.conf"
-
-    def _clear_postgres_leftovers(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.dir / "pgdata" / "postmaster.pid").unlink()
-
-
-def check_bugs(target: TargetSpec, bugs: Sequence[str]) -> None:
-    unknown = sorted(set(bugs) - set(target.bugs))
-    if unknown:
-        raise StackError(
-            f"unknown bug(s) {', '.join(unknown)} for target {target.name};"
-            f" known: {', '.join(target.bugs) or 'none'}"
-        )
 
 
 def _replace_file(path: Path, text: str) -> None:

@@ -2,8 +2,8 @@
 
 Signals go to the process and every descendant: PostgreSQL's backends call ``setsid``, so a
 process-group signal would miss them. :class:`ManagedProcess` is a process chaos-model starts
-and supervises; :class:`PidFileProcess` is one of a system chaos-model attached to, found
-through its pid file.
+and supervises (a :class:`LocalService`); :class:`PidFileProcess` is one of a system
+chaos-model attached to, found through its pid file.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
 from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.errors import StackError
-from chaos_model.stack._guardian import alive, process_tree
+from chaos_model.stack._guardian import KILL_WAIT_SECONDS, alive, process_tree
 from chaos_model.stack._launch import Launch
 from chaos_model.stack._service import ReadyWait, file_tail
 from chaos_model.stack._standby import Standby
 
 STOP_GRACE_SECONDS = 5.0
-KILL_WAIT_SECONDS = 5.0
 #: a process created this long after its pid file was written is not the one the file names
 PID_SLACK_SECONDS = 1.0
 
@@ -97,14 +97,8 @@ class ProcessTree:
         if popen is not None and any(proc.pid == popen.pid for proc in tree):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=timeout)
-        try:
-            wait_until(
-                lambda: not any(alive(proc) for proc in tree),
-                timeout=timeout,
-                what=f"every process of {self.name} to exit",
-            )
-        except WaitTimeout as error:
-            raise StackError(str(error)) from error
+        gone = f"every process of {self.name} to exit"
+        _wait(lambda: not any(alive(proc) for proc in tree), timeout, gone)
 
     def _wait_status(self, tree: list[psutil.Process], *, stopped: bool) -> None:
         """Signals are delivered asynchronously: return once every living member of the tree
@@ -121,10 +115,14 @@ class ProcessTree:
             return True
 
         what = f"{self.name} to be {'stopped' if stopped else 'running again'}"
-        try:
-            wait_until(settled, timeout=KILL_WAIT_SECONDS, what=what)
-        except WaitTimeout as error:
-            raise StackError(str(error)) from error
+        _wait(settled, KILL_WAIT_SECONDS, what)
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    try:
+        wait_until(condition, timeout=timeout, what=what)
+    except WaitTimeout as error:
+        raise StackError(str(error)) from error
 
 
 class ProcessService(ReadyWait):
@@ -183,6 +181,51 @@ class ManagedProcess(ProcessTree):
         return file_tail(self.log_path, lines)
 
 
+class LocalService(ProcessService):
+    """A service whose process chaos-model starts and supervises, with its readiness probe.
+
+    ``before_start`` runs before each start; ``on_start`` after each start and after a new
+    standby is spawned (to tell the guardian the new pids).
+    """
+
+    process: ManagedProcess
+
+    def __init__(
+        self,
+        name: str,
+        process: ManagedProcess,
+        probe: Callable[[], bool],
+        awaited: str,
+        ready_timeout: float,
+        on_start: Callable[[], None],
+        before_start: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name, probe, awaited, ready_timeout)
+        self.process = process
+        self._on_start = on_start
+        self._before_start = before_start
+
+    def start(self) -> None:
+        if self._before_start is not None:
+            self._before_start()
+        self.process.start()
+        self._on_start()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        super().wait_ready(timeout)
+        standby = self.process.standby
+        if standby is not None and not standby.waiting:  # the next one, ahead of need
+            standby.spawn()
+            self._on_start()
+
+    def stop(self) -> None:
+        """Stop cleanly: SIGTERM, or for PostgreSQL SIGINT (fast shutdown)."""
+        self.process.stop(signal.SIGINT if self.name == "postgres" else signal.SIGTERM)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self.process.log_tail(lines)
+
+
 class PidFileProcess(ProcessTree):
     """A process of an attached system: whatever live process its pid file names."""
 
@@ -214,24 +257,14 @@ class PidFileProcess(ProcessTree):
         return self._popen is None or self._popen.poll() not in (None, 0)
 
 
-def read_pid(path: Path) -> int | None:
-    """The pid in ``path`` (its first word), or None when there is none."""
+def named_process(path: Path) -> psutil.Process | None:
+    """The live process ``path`` names (its first word); None when it names none, or a recycled
+    pid (a process created after the file was written cannot be the one it names)."""
     try:
         words = path.read_text().split()
-    except OSError:
-        return None
-    if not words or not words[0].isdigit():
-        return None
-    return int(words[0])
-
-
-def named_process(path: Path) -> psutil.Process | None:
-    """The live process ``path`` names; None when it names none, or a recycled pid (a process
-    created after the file was written cannot be the one it names)."""
-    pid = read_pid(path)
-    if pid is None or pid <= 0:
-        return None
-    try:
+        pid = int(words[0]) if words and words[0].isdigit() else 0
+        if pid <= 0:
+            return None
         proc = psutil.Process(pid)
         if proc.create_time() > path.stat().st_mtime + PID_SLACK_SECONDS:
             return None

@@ -18,37 +18,31 @@ from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.adapter import HttpCheck
 from chaos_model.adapter._render import check_passes
 from chaos_model.errors import ServiceNotReady
+from chaos_model.stack._base import Service
 
 LOG_TAIL_LINES = 30
 
 
-class ReadyWait:
-    """Mixin: ``wait_ready`` and ``restart`` from a service's own probes.
+class ReadyWait(Service):
+    """Base of a service: ``wait_ready`` and ``restart`` from its own ``probe``.
 
-    A subclass sets ``name``, ``_awaited`` (what readiness means, for the error) and
-    ``_ready_timeout``, and provides ``is_running``, ``kill``, ``start``, ``_ready`` and
-    ``log_tail``; it overrides ``_exited`` when "not running" can also mean "still starting".
+    ``awaited`` says what readiness means (for the error). A subclass provides the rest of
+    :class:`Service` and ``log_tail``; it overrides ``_exited`` when "not running" can also mean
+    "still starting".
     """
 
-    name: str
-    _awaited: str
-    _ready_timeout: float
     #: why a service that is not running can no longer become ready, for the error
     _gone: str = "the process exited"
 
-    def is_running(self) -> bool:
-        raise NotImplementedError
-
-    def kill(self) -> None:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        raise NotImplementedError
+    def __init__(
+        self, name: str, probe: Callable[[], bool], awaited: str, ready_timeout: float
+    ) -> None:
+        self.name = name
+        self._ready = probe
+        self._awaited = awaited
+        self._ready_timeout = ready_timeout
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        raise NotImplementedError
-
-    def _ready(self) -> bool:
         raise NotImplementedError
 
     def _exited(self) -> bool:

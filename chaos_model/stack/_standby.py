@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import replace
@@ -42,25 +43,21 @@ class Standby:
 
     @property
     def waiting(self) -> bool:
-        return self._popen is not None and self._popen.poll() is None
+        return self.pid is not None
 
     def spawn(self) -> None:
         """Start a standby, unless one is waiting already."""
         if self.waiting:
             return
         self.fifo.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.fifo.unlink()
+        self.fifo.unlink(missing_ok=True)
         os.mkfifo(self.fifo, 0o600)
         if self.user is not None:
             with contextlib.suppress(OSError):
-                import shutil
-
                 shutil.chown(self.fifo, self.user, self.user)
         env = {**self.launch.env, STANDBY_VAR: str(self.fifo), MODULES_VAR: str(self.modules)}
-        self._popen = replace(self.launch, name=f"{self.launch.name} (standby)", env=env).start(
-            self.user
-        )
+        standby = replace(self.launch, name=f"{self.launch.name} (standby)", env=env)
+        self._popen = standby.start(self.user)
 
     def take(self) -> subprocess.Popen[bytes] | None:
         """The standby, told to go on as the service; None when none is ready in time."""
@@ -88,5 +85,4 @@ class Standby:
             popen.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=5)
-        with contextlib.suppress(FileNotFoundError):
-            self.fifo.unlink()
+        self.fifo.unlink(missing_ok=True)
