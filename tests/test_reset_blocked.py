@@ -11,7 +11,7 @@ import pytest
 from chaos_model._loop import ControlLoop
 from chaos_model.errors import StackTimeout
 from chaos_model.stack import LocalStack
-from chaos_model.stack._stores import StoreClients
+from chaos_model.stores import StoreClients
 
 
 def test_a_truncate_behind_an_open_transaction_names_the_session(stack: LocalStack) -> None:
@@ -36,7 +36,9 @@ def test_a_truncate_behind_an_open_transaction_names_the_session(stack: LocalSta
         message = str(blocked.value)
         assert time.monotonic() - began < 5, "the reset gives up after its SQL deadline"
         assert "\n" not in message
-        assert message.startswith("resetting the database did not finish within 1s")
+        assert message.startswith(
+            "resetting the database with the adapter's reset SQL did not finish within 1s"
+        )
         assert f"pid {holder.get_server_pid()} (slow-service, idle in transaction" in message
         assert "DELETE only for rows another session has locked" in message
         loop.run(holder.execute("ROLLBACK"), timeout=5)

@@ -36,7 +36,7 @@ from chaos_model.stack._base import Endpoints, Service, Stoppable, target_endpoi
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._launch import Launch
 from chaos_model.stack._process import LocalService, ManagedProcess
-from chaos_model.stack._stores import StoreClients
+from chaos_model.stores import StoreClients
 
 #: heal restarts what is down and waits; a process may still be on its way down when heal starts
 #: (a failpoint that just fired), so it goes round again if something exited meanwhile

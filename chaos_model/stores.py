@@ -1,28 +1,17 @@
-"""Direct clients of a stack's stores, for probes and for emptying them between examples."""
+"""Direct clients of a stack's stores (PostgreSQL, the JetStream stream), for probes and for
+emptying them between examples; no backend logic, so every backend shares them."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import re
 
 import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 
 from chaos_model._loop import ControlLoop
+from chaos_model._pg import execute_within
 from chaos_model.errors import StackTimeout
-
-#: the sessions holding the locks a backend waits for, as PostgreSQL sees them
-BLOCKERS_SQL = """
-SELECT pid, coalesce(state, '?') AS state, coalesce(application_name, '') AS application,
-       coalesce(extract(epoch FROM now() - xact_start)::int, 0) AS open_for, query
-FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1))
-"""
-NON_BLOCKING_RESET = (
-    "TRUNCATE waits for every open transaction that has touched the table, DELETE only for"
-    " rows another session has locked (docs/your-own-system.md, [database])"
-)
 
 
 async def _quiet(error: Exception) -> None:
@@ -96,47 +85,19 @@ class StoreClients:
             if self._pg is None or self._pg.is_closed():
                 self._pg = await asyncpg.connect(self.database_url, timeout=2)
             try:
-                await self._execute_reset(self._pg)
+                what = "resetting the database with the adapter's reset SQL"
+                await execute_within(
+                    self._pg, self.reset_sql, self.sql_seconds, self.database_url, what
+                )
                 break
+            except StackTimeout:
+                self._pg = None
+                raise
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
                 self._pg.terminate()
                 self._pg = None
                 if attempt == 2:
                     raise
-
-    async def _execute_reset(self, conn: asyncpg.Connection) -> None:
-        statement = asyncio.ensure_future(conn.execute(self.reset_sql))
-        done, _ = await asyncio.wait({statement}, timeout=self.sql_seconds)
-        if statement in done:
-            statement.result()
-            return
-        blockers = await self._blockers(conn.get_server_pid())
-        statement.cancel()
-        with contextlib.suppress(BaseException):
-            await statement
-        conn.terminate()
-        self._pg = None
-        awaited = f"the adapter's reset SQL `{_one_line(self.reset_sql, 80)}`"
-        if blockers:
-            awaited += f", blocked by {blockers}; {NON_BLOCKING_RESET}"
-        raise StackTimeout("resetting the database", self.sql_seconds, awaited)
-
-    async def _blockers(self, pid: int) -> str:
-        """The sessions ``pid`` waits for, one line; empty when they cannot be read."""
-        try:
-            conn = await asyncpg.connect(self.database_url, timeout=2)
-            try:
-                rows = await conn.fetch(BLOCKERS_SQL, pid, timeout=2)
-            finally:
-                conn.terminate()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            return ""
-        return "; ".join(
-            f"pid {row['pid']} ({row['application'] or 'no application_name'},"
-            f" {row['state']}, transaction open {row['open_for']} s,"
-            f" last query `{_one_line(row['query'], 60)}`)"
-            for row in rows
-        )
 
     async def _nats_client(self) -> NatsClient:
         if self._nats is None or not self._nats.is_connected:
@@ -164,8 +125,3 @@ class StoreClients:
         with contextlib.suppress(Exception):
             self._loop.run(close(), timeout=2)
         self._loop.close()
-
-
-def _one_line(text: str, width: int) -> str:
-    flat = re.sub(r"\s+", " ", text).strip()
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
