@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos_model.message_ids import MessageId
+
 STAGES = ("received", "scored", "extracted", "failed")
 TERMINAL = frozenset({"extracted", "failed"})
 _NEXT: dict[str, frozenset[str]] = {
@@ -32,8 +34,9 @@ def is_forward(before: str, after: str) -> bool:
 
 @dataclass(frozen=True)
 class MessageRow:
-    id: int
-    update_id: int
+    #: ids and keys as :func:`chaos_model.message_ids.message_id` gives them
+    id: MessageId
+    update_id: MessageId
     stage: str
     score: float | None
     failure_reason: str | None
@@ -42,7 +45,7 @@ class MessageRow:
 @dataclass(frozen=True)
 class EventRow:
     event_id: int
-    message_id: int
+    message_id: MessageId
     stage: str
 
 
@@ -51,12 +54,12 @@ class Snapshot:
     """The stored state of the pipeline at one moment."""
 
     messages: tuple[MessageRow, ...] = ()
-    knowledge: tuple[tuple[int, Any], ...] = ()  # (message_id, item number or text)
-    attempts: tuple[tuple[str, int, int], ...] = ()  # (stage, key, count)
-    update_ids: frozenset[int] = frozenset()  # the webhook's inbox
+    knowledge: tuple[tuple[MessageId, Any], ...] = ()  # (message_id, item number or text)
+    attempts: tuple[tuple[str, MessageId, int], ...] = ()  # (stage, key, count)
+    update_ids: frozenset[MessageId] = frozenset()  # the webhook's inbox
     events: tuple[EventRow, ...] = ()
-    texts: tuple[tuple[int, str], ...] = ()  # (message_id, the text stored)
-    items: tuple[tuple[int, str], ...] = ()  # (message_id, a knowledge item's text)
+    texts: tuple[tuple[MessageId, str], ...] = ()  # (message_id, the text stored)
+    items: tuple[tuple[MessageId, str], ...] = ()  # (message_id, a knowledge item's text)
     #: what the adapter does not let the model see, so a rule about it cannot be judged: the
     #: messages query's optional columns ("score", "failure_reason") and whole observations
     #: ("events", "texts", "items")

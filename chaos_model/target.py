@@ -13,7 +13,7 @@ import hashlib
 import importlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from chaos_model._wait import WaitTimeout, wait_until
 from chaos_model.adapter import TargetSpec
 from chaos_model.errors import AdapterError, StackTimeout
 from chaos_model.history import History
+from chaos_model.message_ids import MessageId, message_id
 from chaos_model.observe import EventRow, FeedObservation, MessageRow, Snapshot
 from chaos_model.stack import Stack
 from chaos_model.telegram import SimulatorConfig, TelegramSimulator
@@ -70,7 +71,7 @@ class _Feed:
                 async for raw in socket:
                     item = json.loads(raw)
                     self.observation.events.append(
-                        EventRow(item["event_id"], item["message_id"], item["stage"])
+                        EventRow(item["event_id"], message_id(item["message_id"]), item["stage"])
                     )
         except (OSError, websockets.WebSocketException, TimeoutError):
             pass
@@ -111,17 +112,58 @@ class Target(Protocol):
     def wait_feeds_caught_up(self, seconds: float) -> None: ...
 
 
-def message_row(spec: TargetSpec, keys: dict[tuple[int, int], int], row: Any) -> MessageRow:
+#: (chat id, message id) -> the update id of the Telegram update that carried the message
+CorrelationKeys = dict[tuple[MessageId, MessageId], int]
+#: the adapter's ``[observe]`` queries a snapshot reads, besides ``pending``
+OBSERVATIONS = ("messages", "knowledge", "attempts", "inbox", "events", "texts", "items")
+
+
+def message_row(spec: TargetSpec, keys: CorrelationKeys, row: Any) -> MessageRow:
     """A row of the adapter's messages query (id, the correlation key, stage, score, reason),
     with the update id found by (chat id, message id) in ``keys`` when the target stores none
     and the stage in the model's words."""
     values = list(row)
     if spec.observe.correlate == "chat_message":
-        chat_id, message_id = values[1], values[2]
-        update_id = keys.get((chat_id, message_id), message_id)
+        chat, telegram_message = message_id(values[1]), message_id(values[2])
+        update_id = keys.get((chat, telegram_message), telegram_message)
         values = [values[0], update_id, *values[3:]]
     values += [None] * (5 - len(values))
-    return MessageRow(values[0], values[1], spec.to_model_stage(values[2]), values[3], values[4])
+    stage = spec.to_model_stage(values[2])
+    return MessageRow(message_id(values[0]), message_id(values[1]), stage, values[3], values[4])
+
+
+def snapshot_of(
+    spec: TargetSpec,
+    keys: CorrelationKeys,
+    rows: Mapping[str, Sequence[Any]],
+    pending: Iterable[tuple[str, Any]] = (),
+) -> Snapshot:
+    """The snapshot the rows of the adapter's queries show (by name, see
+    :data:`OBSERVATIONS`): ids of any type (an integer, a UUID, text) as
+    :func:`~chaos_model.message_ids.message_id` gives them, stages in the model's words."""
+    stage = spec.to_model_stage
+    messages = rows.get("messages", ())
+    observe = spec.observe
+    queries = {"events": observe.events, "texts": observe.texts, "items": observe.items}
+    unobserved = {name for name, sql in queries.items() if not sql}
+    if messages:
+        unobserved |= unobserved_columns(spec, messages[0])
+    return Snapshot(
+        messages=tuple(message_row(spec, keys, row) for row in messages),
+        knowledge=tuple(
+            (message_id(row[0]), row[1] if len(row) > 1 else None)
+            for row in rows.get("knowledge", ())
+        ),
+        attempts=tuple((row[0], message_id(row[1]), row[2]) for row in rows.get("attempts", ())),
+        update_ids=frozenset(message_id(row[0]) for row in rows.get("inbox", ())),
+        events=tuple(
+            EventRow(row[0], message_id(row[1]), stage(row[2])) for row in rows.get("events", ())
+        ),
+        texts=tuple((message_id(row[0]), row[1]) for row in rows.get("texts", ())),
+        items=tuple((message_id(row[0]), row[1]) for row in rows.get("items", ())),
+        unobserved=frozenset(unobserved),
+        pending=tuple((name, int(count or 0)) for name, count in pending),
+    )
 
 
 def unobserved_columns(spec: TargetSpec, row: Any) -> frozenset[str]:
@@ -130,9 +172,9 @@ def unobserved_columns(spec: TargetSpec, row: Any) -> frozenset[str]:
     return frozenset(name for at, name in ((3, "score"), (4, "failure_reason")) if given <= at)
 
 
-def update_keys(updates: Iterable[dict[str, Any]]) -> dict[tuple[int, int], int]:
+def update_keys(updates: Iterable[dict[str, Any]]) -> CorrelationKeys:
     """(chat id, message id) -> update id of Telegram updates."""
-    keys: dict[tuple[int, int], int] = {}
+    keys: CorrelationKeys = {}
     for update in updates:
         message = update.get("message") or {}
         with contextlib.suppress(KeyError, TypeError):
@@ -195,7 +237,7 @@ class SqlTarget:
             secret_header=self.spec.webhook.secret_header,
         )
         #: (chat id, message id) -> update id, for targets that do not store the update id
-        self._keys: dict[tuple[int, int], int] = {}
+        self._keys: CorrelationKeys = {}
         self._fingerprint: tuple[str, float] = ("", 0.0)
         self._http = httpx.Client(timeout=httpx.Timeout(3.0, connect=1.0))
         self._feeds: dict[str, _Feed] = {}
@@ -310,13 +352,7 @@ class SqlTarget:
 
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                messages = await rows(observe.messages)
-                knowledge = await rows(observe.knowledge)
-                attempts = await rows(observe.attempts)
-                inbox = await rows(observe.inbox)
-                events = await rows(observe.events)
-                texts = await rows(observe.texts)
-                items = await rows(observe.items)
+                read = {query: await rows(getattr(observe, query)) for query in OBSERVATIONS}
                 pending = [
                     (name, await conn.fetchval(sql)) for name, sql in observe.pending.items()
                 ]
@@ -324,28 +360,7 @@ class SqlTarget:
             self._pg.terminate() if self._pg is not None else None
             self._pg = None
             raise
-        stage = self.spec.to_model_stage
-        return Snapshot(
-            messages=tuple(self._message_row(row) for row in messages),
-            knowledge=tuple((row[0], row[1] if len(row) > 1 else None) for row in knowledge),
-            attempts=tuple((row[0], row[1], row[2]) for row in attempts),
-            update_ids=frozenset(row[0] for row in inbox),
-            events=tuple(EventRow(row[0], row[1], stage(row[2])) for row in events),
-            texts=tuple((row[0], row[1]) for row in texts),
-            items=tuple((row[0], row[1]) for row in items),
-            unobserved=self._unobserved(messages),
-            pending=tuple((name, int(count or 0)) for name, count in pending),
-        )
-
-    def _unobserved(self, messages: list[Any]) -> frozenset[str]:
-        observe = self.spec.observe
-        queries = {"events": observe.events, "texts": observe.texts, "items": observe.items}
-        missing = {name for name, sql in queries.items() if not sql}
-        columns = unobserved_columns(self.spec, messages[0]) if messages else frozenset()
-        return frozenset(missing) | columns
-
-    def _message_row(self, row: Any) -> MessageRow:
-        return message_row(self.spec, self._keys, row)
+        return snapshot_of(self.spec, self._keys, read, pending)
 
     def llm_records(self) -> list[dict[str, Any]]:
         """What the LLM stub was asked and answered since the last reset, call by call."""

@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chaos_model.message_ids import MessageId, message_id
+
 if TYPE_CHECKING:
     from chaos_model.adapter._load import _Table
 
@@ -79,14 +81,16 @@ class OracleSpec:
     extra_calls: int = 0
     attempts: Mapping[str, str] = field(default_factory=dict)
 
-    def key_of(self, message_id: int) -> str:
+    def key_of(self, message_id: MessageId) -> str:
         return self.message_key.replace("{id}", str(message_id))
 
-    def message_of(self, key: str) -> int | None:
-        """The message id a stub key belongs to; None for a key of another shape."""
+    def message_of(self, key: str) -> MessageId | None:
+        """The message id a stub key belongs to (an integer, a UUID, any text, as
+        :func:`~chaos_model.message_ids.message_id` gives it); None for a key of another
+        shape."""
         prefix, _, suffix = self.message_key.partition("{id}")
-        found = re.fullmatch(f"{re.escape(prefix)}(-?\\d+){re.escape(suffix)}", key)
-        return int(found.group(1)) if found else None
+        found = re.fullmatch(f"{re.escape(prefix)}(.+?){re.escape(suffix)}", key, re.DOTALL)
+        return message_id(found.group(1)) if found else None
 
     def stage_of(self, rule: str) -> str | None:
         """The stage whose call the stub's answer rule ``rule`` answers, if any."""

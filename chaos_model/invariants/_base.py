@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from chaos_model.adapter import OracleSpec, StageGraph
 from chaos_model.history import History
+from chaos_model.message_ids import MessageId
 from chaos_model.observe import FeedObservation, Snapshot
 from chaos_model.oracle import Call, calls_from_records
 
@@ -50,12 +51,12 @@ class ModelState:
     #: update ids used only by forged (wrong secret) or malformed requests
     rejected: set[int] = field(default_factory=set)
     #: the highest stage each message was seen in, by message id
-    seen_stage: dict[int, str] = field(default_factory=dict)
+    seen_stage: dict[MessageId, str] = field(default_factory=dict)
     max_attempts: int = 10
     #: the text of every update the model sent, by update_id
-    texts: dict[int, str] = field(default_factory=dict)
+    texts: dict[MessageId, str] = field(default_factory=dict)
     #: when (seconds on the history's clock) each message was first seen at a terminal stage
-    terminal_seen_at: dict[int, float] = field(default_factory=dict)
+    terminal_seen_at: dict[MessageId, float] = field(default_factory=dict)
     #: the wall-clock time of the history's zero (the LLM stub records wall-clock times)
     wall_offset: float = 0.0
     #: the target's stage graph, and how its LLM calls are read (None: it does not say)

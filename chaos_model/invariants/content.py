@@ -8,6 +8,7 @@ from typing import Any
 
 from chaos_model.adapter import OracleSpec
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
+from chaos_model.message_ids import MessageId
 from chaos_model.oracle import Call, by_message
 
 #: a stored float may differ from the answer's by this much without any rounding
@@ -47,7 +48,7 @@ class ContentAsSentAndAnswered(Invariant):
         snapshot = ctx.snapshot
         hidden = snapshot.unobserved
         texts = {} if "texts" in hidden else dict(snapshot.texts)
-        items: dict[int, Counter[str]] | None = None
+        items: dict[MessageId, Counter[str]] | None = None
         if "items" not in hidden:
             items = {}
             for message_id, item in snapshot.items:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
+from chaos_model.message_ids import id_order
 from chaos_model.oracle import by_message, fault_spans, other_than_llm
 
 #: a duplicate of a task that passed its "already done?" check just before the message's final
@@ -33,7 +34,7 @@ class LLMCostWithinBounds(Invariant):
         budget = ctx.model.max_attempts + oracle.extra_calls
         problems: list[str] = []
         excused: list[str] = []
-        for message_id, stages in sorted(by_message(calls).items()):
+        for message_id, stages in sorted(by_message(calls).items(), key=lambda m: id_order(m[0])):
             for stage, made in stages.items():
                 if len(made) > budget:
                     problems.append(

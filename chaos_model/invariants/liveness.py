@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
+from chaos_model.message_ids import id_order
 
 
 class Quiesces(Invariant):
@@ -92,7 +93,8 @@ class FeedsSawEveryStage(Invariant):
             }
             if first is None:
                 expected = stored if feed.resumed else set()
-            missing = sorted(expected - {(e.message_id, e.stage) for e in feed.events})
+            seen = {(e.message_id, e.stage) for e in feed.events}
+            missing = sorted(expected - seen, key=lambda event: (id_order(event[0]), event[1]))
             if missing:
                 problems.append(f"feed {feed.name} missed {len(missing)} events: {missing[:5]}")
         return "; ".join(problems) if problems else None

@@ -6,6 +6,7 @@ import itertools
 from collections import Counter
 
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
+from chaos_model.message_ids import MessageId, id_order
 from chaos_model.observe import STAGES, is_forward
 
 
@@ -23,7 +24,7 @@ class OneMessagePerUpdate(Invariant):
         if ctx.snapshot is None:
             return _snapshot_or_unknown(ctx)
         counts = Counter(row.update_id for row in ctx.snapshot.messages)
-        doubled = sorted(update_id for update_id, n in counts.items() if n > 1)
+        doubled = sorted((update_id for update_id, n in counts.items() if n > 1), key=id_order)
         return f"update_ids stored more than once: {doubled}" if doubled else None
 
 
@@ -61,7 +62,7 @@ class NoKnowledgeWithoutScore(Invariant):
         if ctx.snapshot is None:
             return _snapshot_or_unknown(ctx)
         scored = {row.id for row in ctx.snapshot.messages if row.score is not None}
-        orphans = sorted({mid for mid, _ in ctx.snapshot.knowledge} - scored)
+        orphans = sorted({mid for mid, _ in ctx.snapshot.knowledge} - scored, key=id_order)
         return f"knowledge for unscored messages {orphans}" if orphans else None
 
 
@@ -95,11 +96,11 @@ class StagesNeverGoBackwards(Invariant):
             before = ctx.model.seen_stage.get(row.id)
             if before is not None and not is_forward(before, row.stage):
                 problems.append(f"message {row.id} went {before} -> {row.stage}")
-        sequences: list[tuple[str, dict[int, list[str]]]] = [("events table", {})]
+        sequences: list[tuple[str, dict[MessageId, list[str]]]] = [("events table", {})]
         for event in ctx.snapshot.events:
             sequences[0][1].setdefault(event.message_id, []).append(event.stage)
         for feed in ctx.feeds:
-            per_message: dict[int, list[str]] = {}
+            per_message: dict[MessageId, list[str]] = {}
             for event in feed.events:
                 per_message.setdefault(event.message_id, []).append(event.stage)
             sequences.append((f"feed {feed.name}", per_message))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chaos_model.invariants._base import CheckContext, Invariant, Unknown
+from chaos_model.message_ids import MessageId
 
 
 class StageRulesHold(Invariant):
@@ -22,7 +23,7 @@ class StageRulesHold(Invariant):
             return Unknown("no database snapshot at this step")
         snapshot, graph = ctx.snapshot, ctx.model.graph
         hidden = snapshot.unobserved
-        logs: dict[int, list[str]] = {}
+        logs: dict[MessageId, list[str]] = {}
         for event in snapshot.events:
             logs.setdefault(event.message_id, []).append(event.stage)
         problems: list[str] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaos_model.adapter import OracleSpec
+from chaos_model.message_ids import MessageId
 
 #: an answer sent this soon after its request reached the client: no client gives up sooner
 PROMPT_SECONDS = 0.5
@@ -22,7 +23,7 @@ PROMPT_SECONDS = 0.5
 class Call:
     """One LLM call made for a message's stage, on the history's clock."""
 
-    message_id: int
+    message_id: MessageId
     stage: str
     requested_at: float
     answered_at: float | None
@@ -99,9 +100,9 @@ def calls_from_records(
     return tuple(sorted(calls, key=lambda call: call.requested_at))
 
 
-def by_message(calls: Iterable[Call]) -> dict[int, dict[str, list[Call]]]:
+def by_message(calls: Iterable[Call]) -> dict[MessageId, dict[str, list[Call]]]:
     """message id -> stage -> its calls in order."""
-    grouped: dict[int, dict[str, list[Call]]] = {}
+    grouped: dict[MessageId, dict[str, list[Call]]] = {}
     for call in calls:
         grouped.setdefault(call.message_id, {}).setdefault(call.stage, []).append(call)
     return grouped

@@ -20,8 +20,9 @@ import asyncpg
 
 from chaos_model.adapter import TargetSpec
 from chaos_model.invariants import Result
+from chaos_model.message_ids import MessageId, message_id
 from chaos_model.observe import PendingSample
-from chaos_model.target import message_row, update_keys
+from chaos_model.target import CorrelationKeys, message_row, update_keys
 
 if TYPE_CHECKING:
     from chaos_model.example import ExampleView
@@ -43,16 +44,16 @@ class TimedStep:
 
 @dataclass(frozen=True)
 class StageEvent:
-    message_id: int
-    update_id: int | None
+    message_id: MessageId
+    update_id: MessageId | None
     stage: str
     time: float
 
 
 @dataclass(frozen=True)
 class StoredMessage:
-    id: int
-    update_id: int
+    id: MessageId
+    update_id: MessageId
     stage: str
     score: float | None
     failure_reason: str | None
@@ -160,7 +161,7 @@ async def _read_database(
     spec: TargetSpec,
     database_url: str,
     epoch_at_start: float,
-    keys: dict[tuple[int, int], int],
+    keys: CorrelationKeys,
 ) -> tuple[list[StageEvent], list[StoredMessage]]:
     """The messages and, when the adapter's events query gives a fourth column (the epoch
     seconds of each event), the timed stage transitions."""
@@ -178,8 +179,8 @@ async def _read_database(
     update_of = {message.id: message.update_id for message in messages}
     timed = [
         StageEvent(
-            row[1],
-            update_of.get(row[1]),
+            message_id(row[1]),
+            update_of.get(message_id(row[1])),
             spec.to_model_stage(row[2]),
             max(0.0, float(row[3]) - epoch_at_start),
         )

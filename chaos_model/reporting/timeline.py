@@ -11,6 +11,8 @@ from typing import Any
 from chaos_model.adapter import INFRASTRUCTURE, TargetSpec
 from chaos_model.faults import REGISTRY
 from chaos_model.invariants import ALL
+from chaos_model.message_ids import MessageId, id_order
+from chaos_model.message_ids import message_id as canonical_id
 from chaos_model.recorder import render_program
 from chaos_model.reporting.answers import WebhookAnswer, webhook_answers
 from chaos_model.reporting.capture import ExampleCapture, Finding, StoredMessage
@@ -37,7 +39,7 @@ MODEL_CHECKS = {
 
 _STEP_PREFIX = re.compile(r"^after step (\d+): ")
 _BIG_NUMBER = re.compile(r"\b\d{7,}\b")
-_MESSAGE_ID = re.compile(r"\bmessage (\d+)\b")
+_MESSAGE_ID = re.compile(r"\bmessage ([^\s,;:()']+)")
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ class StageSpan:
 @dataclass(frozen=True)
 class MessageLane:
     #: None for an update the webhook answered but that was never stored
-    message_id: int | None
-    update_id: int | None
+    message_id: MessageId | None
+    update_id: MessageId | None
     label: str
     spans: tuple[StageSpan, ...]
     answers: tuple[WebhookAnswer, ...]
@@ -291,7 +293,7 @@ def _message_lanes(
     """One lane per stored message, and one per update the webhook answered but that was never
     stored (a lost update is a lane with answers and no stages)."""
     update_of = {row.id: row.update_id for row in capture.messages}
-    times: dict[int, list[tuple[float, str]]] = {row.id: [] for row in capture.messages}
+    times: dict[MessageId, list[tuple[float, str]]] = {row.id: [] for row in capture.messages}
     for event in capture.stage_events:
         times.setdefault(event.message_id, []).append((event.time, event.stage))
         if event.update_id is not None:
@@ -301,12 +303,12 @@ def _message_lanes(
         for op in capture.ops
         if op["process"] == PROBE_PROCESS and isinstance(op["value"], dict)
     }
-    by_update: dict[int, list[WebhookAnswer]] = {}
+    by_update: dict[MessageId, list[WebhookAnswer]] = {}
     for answer in answers:
         if answer.update_id is not None:
             by_update.setdefault(answer.update_id, []).append(answer)
     lanes: list[MessageLane] = []
-    for message_id in sorted(times):
+    for message_id in sorted(times, key=id_order):
         marks = sorted(times[message_id])
         spans = tuple(
             StageSpan(stage, at, marks[i + 1][0] if i + 1 < len(marks) else end)
@@ -343,7 +345,7 @@ def explanation(invariant: str) -> str:
 def offending_rows(detail: str, messages: list[StoredMessage]) -> tuple[StoredMessage, ...]:
     """The stored messages a violation names (by update id or ``message N``)."""
     update_ids = {int(number) for number in _BIG_NUMBER.findall(detail)}
-    message_ids = {int(number) for number in _MESSAGE_ID.findall(detail)}
+    message_ids = {canonical_id(found) for found in _MESSAGE_ID.findall(detail)}
     return tuple(row for row in messages if row.update_id in update_ids or row.id in message_ids)
 
 
