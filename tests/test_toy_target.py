@@ -16,9 +16,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from chaos_model.adapter import TargetSpec, load_adapter
+from chaos_model._wait import wait_until
+from chaos_model.adapter import NatsSubscriberCheck, TargetSpec, TcpCheck, load_adapter
+from chaos_model.adapter._probes import nats_subscribed
 from chaos_model.errors import ServiceNotReady
 from chaos_model.history import History
 from chaos_model.stack import LocalStack
@@ -139,3 +142,29 @@ def test_a_slow_service_gets_the_deadline_its_adapter_gives() -> None:
         assert "restarted web" in stack.heal()
         assert time.monotonic() - began >= 3.0, "the heal waited for the slow start"
         assert stack.services["web"].is_running()
+
+
+def test_a_worker_without_http_is_ready_once_nats_lists_its_subscription() -> None:
+    """Readiness a service needs no change for: the worker by its NATS subscription (read from
+    nats-server's monitoring), the API by a TCP connection; a restarted worker is ready again
+    only once it has subscribed again."""
+    spec = load_adapter(ADAPTER)
+    web = dataclasses.replace(spec.services["web"], ready=TcpCheck("127.0.0.1:{port}"))
+    worker = dataclasses.replace(
+        spec.services["worker"], ready=NatsSubscriberCheck("toy.extract"), busy=None
+    )
+    spec = dataclasses.replace(spec, services={"web": web, "worker": worker})
+    with LocalStack(spec) as stack, httpx.Client() as client:
+        monitor = stack.endpoints.nats_monitor_url
+        log = stack.log_paths()["worker"]
+        assert nats_subscribed(client, monitor, "toy.extract")
+        assert log.read_text().count("toy.worker subscribed") == 1
+        stack.services["worker"].kill()
+        wait_until(
+            lambda: not nats_subscribed(client, monitor, "toy.extract"),
+            timeout=10,
+            what="nats-server to drop the killed worker's subscription",
+        )
+        assert "restarted worker" in stack.heal()
+        assert nats_subscribed(client, monitor, "toy.extract")
+        assert log.read_text().count("toy.worker subscribed") == 2

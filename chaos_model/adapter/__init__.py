@@ -15,11 +15,17 @@ from chaos_model.adapter._llm_section import (
 )
 from chaos_model.adapter._load import load_adapter, parse_adapter
 from chaos_model.adapter._oracle_section import LLM_STAGES, MODEL_STAGES, OracleSpec, StageGraph
+from chaos_model.adapter._ready_section import (
+    HttpCheck,
+    LogCheck,
+    NatsSubscriberCheck,
+    ReadyCheck,
+    TcpCheck,
+)
 from chaos_model.adapter._spec import (
     INFRASTRUCTURE,
     AttachSpec,
     DashboardSpec,
-    HttpCheck,
     Limits,
     ObserveSpec,
     PointsSpec,
@@ -42,13 +48,17 @@ __all__ = [
     "HttpCheck",
     "LLMSpec",
     "Limits",
+    "LogCheck",
+    "NatsSubscriberCheck",
     "ObserveSpec",
     "OracleSpec",
     "PointsSpec",
     "QueueSpec",
+    "ReadyCheck",
     "ServiceSpec",
     "StageGraph",
     "TargetSpec",
+    "TcpCheck",
     "WebhookSpec",
     "default_target",
     "llm_spec_from_json",

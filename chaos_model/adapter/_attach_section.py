@@ -104,6 +104,7 @@ def render_attached(
         stream=target.queue.stream,
         durable=target.queue.durable,
         port=_port(url) if url else "",
+        python=target.interpreter,
     )
     try:
         return values.render(template)

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from chaos_model.adapter._load import _Table
-    from chaos_model.adapter._spec import HttpCheck, TargetSpec
+    from chaos_model.adapter._ready_section import ReadyCheck
+    from chaos_model.adapter._spec import TargetSpec
 
 #: compose variables every compose file may read, and the placeholder each one carries
 VARIABLES = {
@@ -88,7 +89,7 @@ class ComposeServiceSpec:
     fronts: str = ""
     #: names of extra ports, given as ``CHAOS_<NAME>_<PORT>_PORT`` and ``{ports[PORT]}``
     ports: tuple[str, ...] = ()
-    ready: HttpCheck | None = None
+    ready: ReadyCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class ComposeSpec:
 
 
 def parse_compose(table: _Table) -> ComposeSpec:
-    from chaos_model.adapter._load import _check
+    from chaos_model.adapter._ready_section import parse_ready
 
     file = table.text("file")
     if not file.strip():
@@ -206,7 +207,7 @@ def parse_compose(table: _Table) -> ComposeSpec:
                 name=name,
                 fronts=entry.text("fronts", ""),
                 ports=entry.words("ports"),
-                ready=_check(entry, "ready"),
+                ready=parse_ready(entry),
             )
             entry.done()
         services_table.done()

@@ -6,6 +6,7 @@ key and what is wrong with it; unknown keys are errors too, so a typo never pass
 
 from __future__ import annotations
 
+import os
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -20,12 +21,12 @@ from chaos_model.adapter._oracle_section import (
     parse_oracle,
     parse_stage_graph,
 )
+from chaos_model.adapter._ready_section import HttpCheck, parse_ready, ready_template
 from chaos_model.adapter._spec import (
     INFRASTRUCTURE,
     SERVICE_FAULTS,
     AttachSpec,
     DashboardSpec,
-    HttpCheck,
     Limits,
     ObserveSpec,
     PointsSpec,
@@ -248,6 +249,7 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
     driver = target.text("driver", "")
     if driver and ":" not in driver:
         target.fail("driver", f"expected 'module:Class', got {driver!r}")
+    python = _interpreter(target, source)
     target.done()
 
     services = _services(top)
@@ -313,7 +315,22 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
         llm=llm,
         stage_graph=stage_graph,
         oracle=oracle,
+        python=python,
     )
+
+
+def _interpreter(target: _Table, source: Path) -> str:
+    """``[target] python``: an interpreter, relative to the adapter file's folder or absolute."""
+    given = target.text("python", "")
+    if not given:
+        return ""
+    path = Path(given).expanduser()
+    if not path.is_absolute():
+        path = source.parent / path
+    if not path.is_file() or not os.access(path, os.X_OK):
+        why = "is not an executable file" if path.exists() else "does not exist"
+        target.fail("python", f"{path} {why} (relative paths start at {source.parent})")
+    return str(path.absolute())
 
 
 def _services(top: _Table) -> dict[str, ServiceSpec]:
@@ -341,8 +358,8 @@ def _service(name: str, entry: _Table) -> ServiceSpec:
         env=entry.strings("env"),
         uses=entry.words("uses", known=tuple(INFRASTRUCTURE)),
         ports=entry.words("ports"),
-        ready=_check(entry, "ready"),
-        busy=_check(entry, "busy", needs_field=True),
+        ready=parse_ready(entry),
+        busy=_busy(entry),
         faults=entry.words("faults", SERVICE_FAULTS, known=SERVICE_FAULTS),
         pid_file=entry.text("pid_file", ""),
         start=entry.command("start"),
@@ -383,9 +400,10 @@ def _check_port_names(entry: _Table, spec: ServiceSpec) -> None:
     templates = [("command", arg) for arg in spec.command or ()]
     templates += [("start", arg) for arg in spec.start or ()]
     templates += [(f"env.{name}", value) for name, value in spec.env.items()]
-    for key, check in (("ready", spec.ready), ("busy", spec.busy)):
-        if check is not None:
-            templates.append((f"{key}.url", check.url))
+    kind, template = ready_template(spec.ready)
+    templates.append((f"ready.{kind}", template))
+    if spec.busy is not None:
+        templates.append(("busy.url", spec.busy.url))
     for key, text in templates:
         for _, field, _, _ in string.Formatter().parse(text):
             if field and field.startswith("ports[") and field.endswith("]"):
@@ -398,25 +416,21 @@ def _check_port_names(entry: _Table, spec: ServiceSpec) -> None:
                     )
 
 
-def _check(entry: _Table, key: str, *, needs_field: bool = False) -> HttpCheck | None:
-    if not entry.has(key):
+def _busy(entry: _Table) -> HttpCheck | None:
+    """``busy = { url, field }``: the JSON count of the service's tasks in progress."""
+    if not entry.has("busy"):
         return None
-    if isinstance(entry.data[key], str):
-        entry.text(key)
-        entry.check_template(key, entry.data[key])
-        if needs_field:
-            entry.fail(key, "expected a table with url and field (the JSON count of busy tasks)")
-        return HttpCheck(url=entry.data[key])
-    check = entry.table(key)
+    if isinstance(entry.data["busy"], str):
+        entry.fail("busy", "expected a table with url and field (the JSON count of busy tasks)")
+    check = entry.table("busy")
     assert check is not None
     url = check.text("url")
     check.check_template("url", url)
-    expected = check._get("json", dict, False) or {}
     field = check.text("field", "")
-    if needs_field and not field:
+    if not field:
         check.fail("field", "missing (required): the JSON field with the number of busy tasks")
     check.done()
-    return HttpCheck(url=url, json=dict(expected), field=field)
+    return HttpCheck(url=url, field=field)
 
 
 def _webhook(top: _Table, services: Mapping[str, ServiceSpec]) -> WebhookSpec:

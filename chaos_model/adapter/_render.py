@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from chaos_model.adapter._spec import HttpCheck
+from chaos_model.adapter._ready_section import HttpCheck
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,12 @@ class Placeholders:
     durable: str
     port: int | str = ""
     ports: Mapping[str, int] = field(default_factory=dict)
+    #: the target's interpreter (``[target] python``); chaos-model's own by default
+    python: str = sys.executable
 
     def values(self) -> dict[str, Any]:
         return {
-            "python": sys.executable,
+            "python": self.python,
             "root": str(self.root),
             "dir": str(self.dir),
             "port": self.port,

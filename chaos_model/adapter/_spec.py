@@ -7,14 +7,16 @@ it; nothing in the rest of chaos-model names a particular system.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from chaos_model.adapter._compose_section import ComposeSpec
 from chaos_model.adapter._llm_section import LLMSpec
 from chaos_model.adapter._oracle_section import MODEL_STAGES, OracleSpec, StageGraph
+from chaos_model.adapter._ready_section import HttpCheck, ReadyCheck
 from chaos_model.errors import AdapterError
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -26,17 +28,6 @@ INFRASTRUCTURE: dict[str, tuple[str, ...]] = {
 }
 SERVICE_FAULTS = ("pause", "kill", "stop")
 Correlation = Literal["update_id", "chat_message"]
-
-
-@dataclass(frozen=True)
-class HttpCheck:
-    """GET ``url`` and expect HTTP 200; with ``json``, expect those fields in the answer
-    (the value ``"{pid}"`` stands for the pid of the service's process)."""
-
-    url: str
-    json: Mapping[str, Any] = field(default_factory=dict)
-    #: for a busy check: the JSON field holding the number of tasks running
-    field: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ class ServiceSpec:
     uses: tuple[str, ...] = ()
     #: names of extra ports it listens on, as ``{ports[name]}``; ``{port}`` is always given
     ports: tuple[str, ...] = ()
-    ready: HttpCheck | None = None
+    ready: ReadyCheck | None = None
     busy: HttpCheck | None = None
     faults: tuple[str, ...] = SERVICE_FAULTS
     #: attach mode: where its pid is, and how to start it again after a kill
@@ -191,6 +182,13 @@ class TargetSpec:
     stage_graph: StageGraph = field(default_factory=StageGraph)
     #: how the reference model reads the target's LLM calls; None: those invariants do not apply
     oracle: OracleSpec | None = None
+    #: the interpreter ``{python}`` stands for (absolute); '' for the one running chaos-model
+    python: str = ""
+
+    @property
+    def interpreter(self) -> str:
+        """What ``{python}`` stands for: the target's own interpreter, else chaos-model's."""
+        return self.python or sys.executable
 
     @property
     def root(self) -> Path:

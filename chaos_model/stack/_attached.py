@@ -32,6 +32,7 @@ from chaos_model.adapter._attach_section import (
     check_restartable,
     render_attached,
 )
+from chaos_model.adapter._probes import readiness
 from chaos_model.errors import StackError, UnsupportedFault
 from chaos_model.stack._attached_service import PidFileService, guardian_entry
 from chaos_model.stack._base import Service, target_endpoints
@@ -39,7 +40,6 @@ from chaos_model.stack._compose_service import ComposeService
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._launch import Launch, service_launch
 from chaos_model.stack._lifecycle import StackLifecycle
-from chaos_model.stack._service import http_probe
 
 #: seconds the running system has to answer when chaos-model attaches
 ATTACH_TIMEOUT = 5.0
@@ -193,7 +193,8 @@ class AttachedStack(StackLifecycle):
     ) -> tuple[Callable[[int | None], bool], str]:
         check = self.target.services[name].ready
         render = functools.partial(self._render, name, f"services.{name}.ready")
-        return http_probe(lambda: self._http, check, render, in_container=in_container)
+        ready = readiness(check, render, **self._probing(name), in_container=in_container)
+        return ready.probe, ready.awaited
 
     # ----------------------------------------------------------------- attaching
     def _check_answers(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from chaos_model.adapter import TargetSpec, default_target
 from chaos_model.adapter._compose_section import VARIABLES, ComposeSpec
+from chaos_model.adapter._probes import readiness
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
 from chaos_model.points import BOOT_DIR, PointControl
@@ -42,7 +43,6 @@ from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._lifecycle import OwnedStack
 from chaos_model.stack._ports import free_port
 from chaos_model.stack._process import LocalService
-from chaos_model.stack._service import http_probe
 
 UP_TIMEOUT = 180.0
 #: chaos-model's own services, which every compose file of a target runs under these names
@@ -260,8 +260,8 @@ class ComposeStack(OwnedStack):
             return self._http_check(url)
         spec = self.target.services.get(name) or self.compose.services[name]
         render = self._placeholders(name).render
-        probe, awaited = http_probe(lambda: self._http, spec.ready, render, in_container=True)
-        return (lambda: probe(None)), awaited
+        ready = readiness(spec.ready, render, **self._probing(name), in_container=True)
+        return (lambda: ready.probe(None)), ready.awaited
 
     def _on_network(self) -> dict[str, Any]:
         """The services on the compose network a partition disconnects them from, and it."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos_model.adapter import ServiceSpec, TargetSpec
+from chaos_model.adapter._probes import LAUNCH_HEADER
 from chaos_model.errors import StackError
 from chaos_model.points import boot_environment, is_python_command
 from chaos_model.stack._guardian import replace_text
@@ -58,7 +59,7 @@ class Launch:
         """Start the service in a session of its own (signals to the runner's process group do
         not reach it), as ``user`` if given; write its pid file if it has one."""
         with self.log_path.open("ab") as log:
-            log.write(f"--- starting {self.name}: {' '.join(self.argv)}\n".encode())
+            log.write(f"{LAUNCH_HEADER}{self.name}: {' '.join(self.argv)}\n".encode())
             log.flush()
             popen = subprocess.Popen(
                 list(self.argv),

@@ -319,6 +319,15 @@ class StackLifecycle(Stoppable):
         own = spec.ready_timeout if spec is not None else None
         return own or self.target.limits.ready_timeout
 
+    def _probing(self, name: str) -> dict[str, Any]:
+        """What this stack offers a readiness probe of service ``name``, but its log."""
+        return {
+            "where": f"{self.target.source}: services.{name}.ready",
+            "backend": self.backend,
+            "http": lambda: self._http,
+            "nats_monitor_url": self.endpoints.nats_monitor_url,
+        }
+
     def _http_check(self, url: str) -> tuple[Callable[[], bool], str]:
         """A probe that ``url`` answers 200, and what it awaits."""
         return (lambda: self._http_ok(url)), f"GET {url} to answer 200"
@@ -395,6 +404,7 @@ class OwnedStack(StackLifecycle):
             durable=self.target.queue.durable,
             port=self._ports[name] if name is not None else "",
             ports={extra: self._ports[f"{name}.{extra}"] for extra in extra_ports},
+            python=self.target.interpreter,
         )
 
     def _proxy_service(

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from chaos_model.adapter import TargetSpec, llm_spec_to_json
+from chaos_model.adapter._probes import readiness
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
 from chaos_model.points import PointControl
@@ -31,7 +32,6 @@ from chaos_model.stack._launch import Launch, service_launch
 from chaos_model.stack._lifecycle import OwnedStack
 from chaos_model.stack._ports import free_port
 from chaos_model.stack._process import LocalService, ManagedProcess
-from chaos_model.stack._service import http_probe
 from chaos_model.stack._standby import Standby
 
 STACK_DIR_VAR = "CHAOS_MODEL_STACK_DIR"
@@ -258,11 +258,11 @@ class LocalStack(OwnedStack):
             folder, modules = self._points.folder / "standby", self._points.modules_file(name)
             standby = Standby(launch, folder, modules)
         process = ManagedProcess(launch, standby=standby)
-        probe, awaited = http_probe(lambda: self._http, spec.ready, self._placeholders(name).render)
-        timeout = self._ready_timeout(name)
-        return LocalService(
-            name, process, lambda: probe(process.pid), awaited, timeout, self._record_pids
-        )
+        render, log = self._placeholders(name).render, process.log_path
+        ready = readiness(spec.ready, render, **self._probing(name), log_path=log)
+        probe, timeout = (lambda: ready.probe(process.pid)), self._ready_timeout(name)
+        on_start, before_start = self._record_pids, ready.started
+        return LocalService(name, process, probe, ready.awaited, timeout, on_start, before_start)
 
     def _migrate(self) -> None:
         if self.target.migrate is None:

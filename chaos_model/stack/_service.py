@@ -7,16 +7,11 @@ for, and noticing a service that exited instead of becoming ready, live here onc
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from chaos_model._wait import WaitTimeout, wait_until
-from chaos_model.adapter import HttpCheck
-from chaos_model.adapter._render import check_passes
 from chaos_model.errors import ServiceNotReady
 from chaos_model.stack._base import Service
 
@@ -84,30 +79,3 @@ def file_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-def http_probe(
-    http: Callable[[], httpx.Client | None],
-    check: HttpCheck | None,
-    render: Callable[[str], str],
-    *,
-    in_container: bool = False,
-) -> tuple[Callable[[int | None], bool], str]:
-    """A readiness probe from an adapter's HTTP check, and what it awaits: ``probe(pid)`` is
-    true once the URL answers 200 with the expected fields. ``in_container``: the pid a service
-    reports is the one inside its container, which chaos-model does not know (a container's port
-    is its own anyway, so no older process can answer in its place)."""
-    if check is None:
-        return (lambda pid: True), "the service to run"
-    if in_container:
-        expected = {key: value for key, value in check.json.items() if value != "{pid}"}
-        check = dataclasses.replace(check, json=expected)
-    url = render(check.url)
-    awaited = f"GET {url} to answer 200" + (f" with {dict(check.json)}" if check.json else "")
-    ready = check
-
-    def probe(pid: int | None) -> bool:
-        client = http()
-        return client is not None and check_passes(client, url, ready, pid)
-
-    return probe, awaited

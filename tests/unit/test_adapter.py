@@ -150,7 +150,10 @@ def _broken(change: dict[str, Any]) -> dict[str, Any]:
 
 BROKEN = [
     ({"target.name": None}, "target.name: missing (required)"),
-    ({"target.nmae": "x"}, "target.nmae: unknown key (known here: description, driver, name)"),
+    (
+        {"target.nmae": "x"},
+        "target.nmae: unknown key (known here: description, driver, name, python)",
+    ),
     ({"webhook.service": "nowhere"}, "webhook.service: no service 'nowhere' in [services]"),
     ({"webhook.path": "hook"}, "webhook.path: must start with '/'"),
     ({"services.web.uses": ["redis"]}, "services.web.uses: unknown value(s) redis"),
@@ -161,7 +164,10 @@ BROKEN = [
         "services.web.env.DB: unknown placeholder {databse_url}",
     ),
     ({"services.postgres": {}}, "services.postgres: 'postgres' is a service chaos-model provides"),
-    ({"services.web.ready": {"json": {}}}, "services.web.ready.url: missing (required)"),
+    (
+        {"services.web.ready": {"json": {}}},
+        "services.web.ready: expected exactly one of url, log, tcp, nats_subscriber",
+    ),
     ({"services.web.busy": "http://x/status"}, "services.web.busy: expected a table with url"),
     ({"observe.correlate": "guess"}, "observe.correlate: expected 'update_id' or 'chat_message'"),
     ({"queue.kind": "jetstream"}, "queue.stream: missing (required for jetstream)"),

@@ -124,7 +124,7 @@ USAGE_ERRORS: list[tuple[str, ArgvFactory, str]] = [
     (
         "target-bad-key",
         lambda p: ["run", "--target", _adapter(p, "[target]\nname = 'x'\nnmae = 'y'\n")],
-        "target.nmae: unknown key (known here: description, driver, name)",
+        "target.nmae: unknown key (known here: description, driver, name, python)",
     ),
     (
         "failpoint-not-of-target",

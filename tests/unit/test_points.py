@@ -305,3 +305,36 @@ def test_the_armed_file_is_replaced_whole(control: PointControl) -> None:
     assert os.stat(control.armed_path).st_ino != before
     assert json.loads(control.armed_path.read_text())["armed"][0]["point"] == KEY
     assert control.disarm_all()[0]["point"] == KEY and control.armed() == []
+
+
+def _bare_venv(folder: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120
+    )
+    return folder / "bin" / "python"
+
+
+@pytest.mark.parametrize("interpreter", ["a venv without chaos-model", "/usr/bin/python3"])
+def test_the_bootstrap_runs_under_a_target_interpreter_that_lacks_chaos_model(
+    interpreter: str, tmp_path: Path
+) -> None:
+    """``[target] python`` may name another venv, or another Python: the bootstrap is the
+    standard library alone, so it loads there without importing anything of chaos-model."""
+    if interpreter.startswith("/"):
+        if not Path(interpreter).exists():
+            pytest.skip(f"no {interpreter} on this machine")
+        python = Path(interpreter)
+    else:
+        python = _bare_venv(tmp_path / "venv")
+    control = PointControl(tmp_path / "points")
+    control.prepare()
+    env = {"PATH": "/usr/bin:/bin", **boot_environment(control.folder, "svc", {})}
+    code = (
+        "import sys; print('chaos_points' in sys.modules,"
+        " any(name.partition('.')[0] == 'chaos_model' for name in sys.modules))"
+    )
+    done = subprocess.run(
+        [str(python), "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "sitecustomize" not in done.stderr, done.stderr
+    assert done.stdout.split() == ["True", "False"], (done.stdout, done.stderr)

@@ -40,7 +40,7 @@ import sysconfig
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ENV_DIR = "CHAOS_MODEL_POINTS"
 ENV_SERVICE = "CHAOS_MODEL_SERVICE"
@@ -336,14 +336,13 @@ _runtime: Runtime | None = None
 
 
 # ----------------------------------------------------------------------------- wrapping
-Errors = Callable[[str, tuple[Any, ...], dict[str, Any]], BaseException]
-#: (detail, the full text an arm's ``match`` reads, whether the call is inside a transaction)
-Describe = Callable[
-    [tuple[Any, ...], dict[str, Any]], tuple[str, str] | tuple[str, str, bool] | None
-]
-
-
-Call = tuple[tuple[Any, ...], dict[str, Any]]
+if TYPE_CHECKING:  # at run time, `tuple[...]` and `X | Y` need a newer Python than a target may run
+    Errors = Callable[[str, tuple[Any, ...], dict[str, Any]], BaseException]
+    #: (detail, the full text an arm's ``match`` reads, whether the call is inside a transaction)
+    Describe = Callable[
+        [tuple[Any, ...], dict[str, Any]], tuple[str, str] | tuple[str, str, bool] | None
+    ]
+    Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def _act_sync(arm: dict[str, Any], key: str, error: Errors, when: str, call: Call) -> None:
