@@ -392,7 +392,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(
             f"| `{bug}` | {len(found)}/{len(runs)} | {median} | {', '.join(how) or '-'}"
             f" | {', '.join(invariants) or '-'}"
-            f" | {', '.join(map(str, lengths)) or '-'} ({KNOWN_MINIMUM[bug]}) | {repro}"
+            f" | {', '.join(map(str, lengths)) or '-'} ({KNOWN_MINIMUM.get(bug, '?')}) | {repro}"
             f" | {_compact(found[0]['program']) if found else '-'} |"
         )
     for run_ in data.get("correct", []):
