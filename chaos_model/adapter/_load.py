@@ -261,10 +261,13 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
     env = top.strings("env")
     database = top.table("database")
     migrate: tuple[str, ...] | None = None
-    reset_sql = ""
+    reset_sql = postgres = ""
+    extensions: tuple[str, ...] = ()
     if database is not None:
         migrate = database.command("migrate")
         reset_sql = database.text("reset", "")
+        postgres = _postgres_build(database, source)
+        extensions = database.words("extensions")
         database.done()
     failpoints = _names(top, "failpoints")
     bugs = _names(top, "bugs")
@@ -316,6 +319,8 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
         stage_graph=stage_graph,
         oracle=oracle,
         python=python,
+        postgres_bin=postgres,
+        extensions=extensions,
     )
 
 
@@ -331,6 +336,24 @@ def _interpreter(target: _Table, source: Path) -> str:
         why = "is not an executable file" if path.exists() else "does not exist"
         target.fail("python", f"{path} {why} (relative paths start at {source.parent})")
     return str(path.absolute())
+
+
+def _postgres_build(database: _Table, source: Path) -> str:
+    """``[database] postgres``: the folder of a PostgreSQL build's ``postgres`` and ``initdb``."""
+    given = database.text("postgres", "")
+    if not given:
+        return ""
+    folder = Path(given).expanduser()
+    if not folder.is_absolute():
+        folder = source.parent / folder
+    missing = [name for name in ("postgres", "initdb") if not (folder / name).is_file()]
+    if missing:
+        database.fail(
+            "postgres",
+            f"{folder} has no {' or '.join(missing)} (name the bin folder of a PostgreSQL build;"
+            f" relative paths start at {source.parent})",
+        )
+    return str(folder.absolute())
 
 
 def _services(top: _Table) -> dict[str, ServiceSpec]:

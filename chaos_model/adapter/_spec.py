@@ -184,6 +184,10 @@ class TargetSpec:
     oracle: OracleSpec | None = None
     #: the interpreter ``{python}`` stands for (absolute); '' for the one running chaos-model
     python: str = ""
+    #: the bin folder of the PostgreSQL build to run (absolute); '' to search the usual places
+    postgres_bin: str = ""
+    #: PostgreSQL extensions the target needs (``vector``): the build chosen must have them
+    extensions: tuple[str, ...] = ()
 
     @property
     def interpreter(self) -> str:

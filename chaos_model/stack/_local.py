@@ -144,7 +144,7 @@ class LocalStack(OwnedStack):
         self._points.prepare()
         self.failpoints.clear()
         user = _service_user()
-        pg_bin = find_postgres_bindir()
+        pg_bin = find_postgres_bindir(self.target.postgres_bin, self.target.extensions)
         nats_bin = find_nats_server()
         self.binaries = {"postgres": pg_bin, "nats-server": nats_bin}
         app_ports = [

@@ -302,3 +302,18 @@ def test_a_stage_the_adapter_does_not_map_is_named(tmp_path: Path) -> None:
     spec = load_adapter(_write(tmp_path, text))
     with pytest.raises(AdapterError, match="the target stored the stage 'archived'"):
         spec.to_model_stage("archived")
+
+
+def test_a_database_section_names_a_postgresql_build_and_the_extensions_it_needs(
+    tmp_path: Path,
+) -> None:
+    build = tmp_path / "pg" / "bin"
+    build.mkdir(parents=True)
+    for name in ("postgres", "initdb"):
+        (build / name).write_text("")
+    text = MINIMAL + '\n[database]\npostgres = "pg/bin"\nextensions = ["vector"]\n'
+    spec = load_adapter(_write(tmp_path, text))
+    assert (spec.postgres_bin, spec.extensions) == (str(build.absolute()), ("vector",))
+    (build / "initdb").unlink()
+    with pytest.raises(AdapterError, match=r"database.postgres: .*pg/bin has no initdb"):
+        load_adapter(_write(tmp_path, text))
