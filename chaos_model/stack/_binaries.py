@@ -7,13 +7,14 @@ import glob
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos_model.errors import BinaryNotFound
+from chaos_model.errors import BinaryNotFound, StackError
 
 
 @dataclass(frozen=True)
@@ -116,3 +117,15 @@ def _missing_extensions(bindir: Path, extensions: Sequence[str]) -> list[str]:
         for name in extensions
         if not any((share / "extension" / f"{name}.control").is_file() for share in shares)
     ]
+
+
+def check_others_can_run(build: Binary, user: str) -> None:
+    """PostgreSQL runs as ``user`` when chaos-model runs as root: every folder above the build
+    must let others through (a build inside /root's virtualenv does not)."""
+    for folder in (build.path, *build.path.parents):
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            raise StackError(
+                f"PostgreSQL runs as {user!r} (chaos-model runs as root), but {folder} does not"
+                f" let other users through to {build.path}: `chmod o+x {folder}`, or install"
+                " the build somewhere every user can read"
+            )

@@ -26,7 +26,12 @@ from chaos_model.adapter._probes import readiness
 from chaos_model.adapter._render import Placeholders
 from chaos_model.errors import StackError
 from chaos_model.points import PointControl
-from chaos_model.stack._binaries import Binary, find_nats_server, find_postgres_bindir
+from chaos_model.stack._binaries import (
+    Binary,
+    check_others_can_run,
+    find_nats_server,
+    find_postgres_bindir,
+)
 from chaos_model.stack._guardian import Guardian
 from chaos_model.stack._launch import Launch, service_launch
 from chaos_model.stack._lifecycle import OwnedStack
@@ -145,6 +150,8 @@ class LocalStack(OwnedStack):
         self.failpoints.clear()
         user = _service_user()
         pg_bin = find_postgres_bindir(self.target.postgres_bin, self.target.extensions)
+        if user is not None:
+            check_others_can_run(pg_bin, user)
         nats_bin = find_nats_server()
         self.binaries = {"postgres": pg_bin, "nats-server": nats_bin}
         app_ports = [
