@@ -13,6 +13,7 @@ from chaos_model.points._control import (
     Reached,
     boot_environment,
     is_python_command,
+    telegram_environment,
 )
 from chaos_model.points._coverage import (
     CoverageTable,
@@ -33,4 +34,5 @@ __all__ = [
     "Reached",
     "boot_environment",
     "is_python_command",
+    "telegram_environment",
 ]

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 BOOT_DIR = Path(__file__).resolve().parent.parent / "boot" / "site"
 ENV_DIR = "CHAOS_MODEL_POINTS"
+#: where the bootstrap sends calls to api.telegram.org (chaos_redirect)
+ENV_TELEGRAM = "CHAOS_TELEGRAM_API"
 ENV_SERVICE = "CHAOS_MODEL_SERVICE"
 ENV_APP = "CHAOS_MODEL_APP_PACKAGES"
 ENV_EXTRA = "CHAOS_MODEL_POINT_FUNCTIONS"
@@ -314,6 +316,15 @@ def is_python_command(argv: Sequence[str]) -> bool:
     except OSError:
         return False
     return first.startswith(b"#!") and b"python" in first
+
+
+def telegram_environment(env: Mapping[str, str], bot_api_url: str) -> dict[str, str]:
+    """The environment that sends a Python service's calls to Telegram's Bot API to the fake at
+    ``bot_api_url``: the bootstrap on its ``PYTHONPATH`` (fault points or not) and the URL."""
+    existing = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    parts = [part for part in existing.split(os.pathsep) if part]
+    path = os.pathsep.join(parts if str(BOOT_DIR) in parts else [str(BOOT_DIR), *parts])
+    return {"PYTHONPATH": path, ENV_TELEGRAM: bot_api_url}
 
 
 def boot_environment(

@@ -61,10 +61,13 @@ _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("chaos_points_ins
 
 # ----------------------------------------------------------------------------- details
 _NUMBER = re.compile(r"\b\d+\b|[0-9a-f]{8}-[0-9a-f-]{27,}")
+#: a Telegram bot token in a Bot API path (``/bot123:AAE.../sendMessage``): a secret, and the
+#: same call under another token is the same point
+_BOT_TOKEN = re.compile(r"/bot\d+:[\w-]+")
 
 
 def _normal(text: str) -> str:
-    return _NUMBER.sub("{n}", text)
+    return _NUMBER.sub("{n}", _BOT_TOKEN.sub("/bot{token}", text))
 
 
 #: the table a SELECT reads (``FROM x``, not ``FROM min(...)`` inside an expression), or the
@@ -726,30 +729,35 @@ def _generic_error(when: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any, patch: Callable[[Any], None]) -> None:
+    def __init__(self, loader: Any, patches: list[Callable[[Any], None]]) -> None:
         self._loader = loader
-        self._patch = patch
+        self._patches = patches
 
     def create_module(self, spec: Any) -> Any:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
-        try:
-            self._patch(module)
-        except Exception as error:  # noqa: BLE001 - a library we cannot patch keeps working
-            sys.stderr.write(f"chaos-model: no fault points in {module.__name__}: {error}\n")
+        for patch in self._patches:
+            _apply(patch, module)
+
+
+def _apply(patch: Callable[[Any], None], module: Any) -> None:
+    try:
+        patch(module)
+    except Exception as error:  # noqa: BLE001 - a library we cannot patch keeps working
+        sys.stderr.write(f"chaos-model: cannot patch {module.__name__}: {error}\n")
 
 
 class _PatchingFinder(importlib.abc.MetaPathFinder):
-    """Patches each library module of :data:`PATCHES` right after it is imported."""
+    """Patches each module it has patches for right after the module is imported."""
 
-    def __init__(self, patches: dict[str, Callable[[Any], None]]) -> None:
-        self._patches = patches
+    def __init__(self) -> None:
+        self.patches: dict[str, list[Callable[[Any], None]]] = {}
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        patch = self._patches.get(name)
-        if patch is None:
+        patches = self.patches.get(name)
+        if not patches:
             return None
         for finder in sys.meta_path:
             if finder is self:
@@ -757,9 +765,26 @@ class _PatchingFinder(importlib.abc.MetaPathFinder):
             find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find is not None else None
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, patch)
+                spec.loader = _PatchingLoader(spec.loader, list(patches))
                 return spec
         return None
+
+
+#: the one finder of the process: two would each find a module through the other, forever
+_finder: _PatchingFinder | None = None
+
+
+def on_import(patches: dict[str, Callable[[Any], None]]) -> None:
+    """Run each patch on its module (a module name -> the patch) right after the module is
+    imported, or now if it already is."""
+    global _finder
+    if _finder is None:
+        _finder = _PatchingFinder()
+        sys.meta_path.insert(0, _finder)
+    for name, patch in patches.items():
+        _finder.patches.setdefault(name, []).append(patch)
+        if name in sys.modules:
+            _apply(patch, sys.modules[name])
 
 
 def install(folder: str | None = None, service: str | None = None) -> bool:
@@ -770,11 +795,7 @@ def install(folder: str | None = None, service: str | None = None) -> bool:
         return False
     _runtime = Runtime(folder, service or os.environ.get(ENV_SERVICE, "service"))
     skip = {name.strip() for name in os.environ.get(ENV_SKIP, "").split(",") if name.strip()}
-    patches = {m: p for m, p in PATCHES.items() if m.partition(".")[0] not in skip}
-    sys.meta_path.insert(0, _PatchingFinder(patches))
-    for name, patch in patches.items():
-        if name in sys.modules:
-            patch(sys.modules[name])
+    on_import({m: p for m, p in PATCHES.items() if m.partition(".")[0] not in skip})
     extra = os.environ.get(ENV_EXTRA, "")
     if extra:
         _ExtraOnImport([spec.strip() for spec in extra.split(",") if spec.strip()]).start()
@@ -800,9 +821,9 @@ class _ExtraOnImport(importlib.abc.MetaPathFinder):
             find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find is not None else None
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, lambda module: _patch_extra(spec_text))
+                spec.loader = _PatchingLoader(spec.loader, [lambda m: _patch_extra(spec_text)])
                 return spec
         return None
 
 
-__all__ = ["install", "point", "sql_detail"]
+__all__ = ["install", "on_import", "point", "sql_detail"]

@@ -2,9 +2,10 @@
 
 chaos-model puts this folder first on the service's ``PYTHONPATH``; Python imports this module at
 start-up. With ``CHAOS_MODEL_POINTS`` set it installs the fault points (:mod:`chaos_points`);
-with ``CHAOS_MODEL_STANDBY`` it is a warm standby: it imports what the service imported last
-time, then waits until it is told to become the service. Any ``sitecustomize`` the environment
-had is still run.
+with ``CHAOS_TELEGRAM_API`` it sends the Bot API's calls to chaos-model's fake
+(:mod:`chaos_redirect`); with ``CHAOS_MODEL_STANDBY`` it is a warm standby: it imports what
+the service imported last time, then waits until it is told to become the service. Any
+``sitecustomize`` the environment had is still run.
 """
 
 import importlib
@@ -29,6 +30,8 @@ def _run_next_sitecustomize() -> None:
 def _boot() -> None:
     if os.environ.get("CHAOS_MODEL_POINTS"):
         importlib.import_module("chaos_points").install()
+    if os.environ.get("CHAOS_TELEGRAM_API"):
+        importlib.import_module("chaos_redirect").install()
     if os.environ.get("CHAOS_MODEL_STANDBY"):
         importlib.import_module("chaos_standby").wait()
 
