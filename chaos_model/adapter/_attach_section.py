@@ -30,6 +30,12 @@ def check_attach(target: TargetSpec) -> None:
         if not value:
             why = " (the queue is jetstream)" if key == "nats_url" else ""
             raise AdapterError(f"{target.source}: attach.{key}: missing (required){why}")
+    if target.telegram_users:
+        raise AdapterError(
+            f"{target.source}: services.{target.telegram_users[0]}.uses: telegram: attached,"
+            " chaos-model starts no Bot API fake; run `python -m chaos_model.bot_api --port N`,"
+            " point the service at it and leave telegram out of uses"
+        )
     needed = {target.webhook.service: "the webhook's service"}
     if target.dashboard is not None:
         needed.setdefault(target.dashboard.service, "the dashboard's service")

@@ -119,6 +119,11 @@ class ComposeSpec:
         def fail(key: str, problem: str) -> None:
             raise AdapterError(f"{target.source}: compose.services.{key}: {problem}")
 
+        if target.telegram_users:
+            raise AdapterError(
+                f"{target.source}: services.{target.telegram_users[0]}.uses: telegram: the Bot"
+                " API fake runs on the local stack only (--backend local)"
+            )
         for key, path in [("file", self.file), *(("source", path) for path in self.source)]:
             if not (target.root / path).exists() or (key == "file" and path == ""):
                 raise AdapterError(

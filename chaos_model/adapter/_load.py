@@ -52,6 +52,7 @@ PLACEHOLDERS = frozenset(
         "database_dsn",
         "nats_url",
         "llm_url",
+        "bot_api_url",
         "webhook_secret",
         "failpoints_file",
         "bugs",

@@ -13,6 +13,8 @@ import httpx
 
 from chaos_model.adapter._ready_section import HttpCheck
 
+BOT_API_HINT = ": the Bot API fake runs when a service declares uses = [\"telegram\"]"
+
 
 @dataclass(frozen=True)
 class Placeholders:
@@ -32,6 +34,8 @@ class Placeholders:
     ports: Mapping[str, int] = field(default_factory=dict)
     #: the target's interpreter (``[target] python``); chaos-model's own by default
     python: str = sys.executable
+    #: the Telegram Bot API fake's URL; empty when the stack runs none
+    bot_api_url: str = ""
 
     def values(self) -> dict[str, Any]:
         return {
@@ -44,6 +48,7 @@ class Placeholders:
             **database_url_variants(self.database_url),
             "nats_url": self.nats_url,
             "llm_url": self.llm_url,
+            **({"bot_api_url": self.bot_api_url} if self.bot_api_url else {}),
             "webhook_secret": self.webhook_secret,
             "failpoints_file": self.failpoints_file,
             "bugs": self.bugs,
@@ -58,7 +63,10 @@ class Placeholders:
         except (KeyError, IndexError) as error:
             from chaos_model.errors import AdapterError
 
-            raise AdapterError(f"placeholder {error} in {template!r} has no value here") from None
+            hint = BOT_API_HINT if str(error) == "'bot_api_url'" else ""
+            raise AdapterError(
+                f"placeholder {error} in {template!r} has no value here{hint}"
+            ) from None
 
 
 def database_url_variants(url: str) -> dict[str, str]:

@@ -25,6 +25,8 @@ INFRASTRUCTURE: dict[str, tuple[str, ...]] = {
     "postgres": ("pause", "kill", "stop"),
     "nats": ("pause", "kill", "stop"),
     "llm": (),
+    # Telegram's Bot API, for the calls a service makes (the fake of chaos_model.bot_api)
+    "telegram": (),
 }
 SERVICE_FAULTS = ("pause", "kill", "stop")
 Correlation = Literal["update_id", "chat_message"]
@@ -50,7 +52,7 @@ class ServiceSpec:
     #: how a local stack starts it; None when the service is only ever attached to
     command: tuple[str, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
-    #: infrastructure it connects to (postgres, nats, llm): one faultable link each
+    #: infrastructure it connects to (postgres, nats, llm, telegram): one faultable link each
     uses: tuple[str, ...] = ()
     #: names of extra ports it listens on, as ``{ports[name]}``; ``{port}`` is always given
     ports: tuple[str, ...] = ()
@@ -216,6 +218,11 @@ class TargetSpec:
         if self.dashboard is not None:
             links[f"dashboard->{self.dashboard.service}"] = self.dashboard.service
         return links
+
+    @property
+    def telegram_users(self) -> tuple[str, ...]:
+        """The services that call Telegram's Bot API (``uses = ["telegram"]``)."""
+        return tuple(name for name, spec in self.services.items() if "telegram" in spec.uses)
 
     def services_with(self, fault: str) -> tuple[str, ...]:
         """Services (infrastructure first) on which ``fault`` may be applied."""

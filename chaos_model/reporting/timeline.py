@@ -153,7 +153,7 @@ def _own(names: Iterable[str]) -> list[str]:
 def _in_travel_order(services: Iterable[str], *, dashboard: bool) -> tuple[str, ...]:
     own = _own(services)
     front, rest = own[:1], own[1:]
-    storage = [name for name in INFRASTRUCTURE if name != "llm"]
+    storage = [name for name in INFRASTRUCTURE if name not in ("llm", TELEGRAM)]
     ordered = [TELEGRAM, *front, *storage, *rest, "llm", *([DASHBOARD] if dashboard else [])]
     return tuple(ordered)
 

@@ -27,6 +27,8 @@ class Endpoints:
     proxy_url: str = ""
     dashboard_api_url: str = ""
     telegram_api_url: str = ""
+    #: the Telegram Bot API fake's control and API URL (direct), when the stack runs it
+    bot_api_url: str = ""
     #: each target service's own base URL (direct, not through the proxy), by name
     service_urls: Mapping[str, str] = field(default_factory=dict)
     #: each target service's busy check (a JSON count of tasks running), by name
@@ -102,6 +104,7 @@ def target_endpoints(
     render: Callable[[str, str], str],
     proxy_url: str = "",
     link_urls: Mapping[str, str] | None = None,
+    bot_api_url: str = "",
 ) -> Endpoints:
     """A target's endpoints: its services' URLs, the URLs Telegram and the dashboard reach them
     at (through their links when the stack has a proxy), and each busy check rendered by
@@ -118,6 +121,7 @@ def target_endpoints(
         llm_url=llm_url,
         webhook_secret=webhook_secret,
         proxy_url=proxy_url,
+        bot_api_url=bot_api_url,
         dashboard_api_url=dashboard_url,
         telegram_api_url=links.get(f"telegram->{webhook}") or service_urls[webhook],
         service_urls=dict(service_urls),

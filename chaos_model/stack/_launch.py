@@ -19,7 +19,7 @@ from typing import Any
 from chaos_model.adapter import ServiceSpec, TargetSpec
 from chaos_model.adapter._probes import LAUNCH_HEADER
 from chaos_model.errors import StackError
-from chaos_model.points import boot_environment, is_python_command
+from chaos_model.points import boot_environment, is_python_command, telegram_environment
 from chaos_model.stack._guardian import replace_text
 
 
@@ -114,6 +114,8 @@ def service_launch(
         env.update(
             boot_environment(points, spec.name, env, app_packages=packages, functions=functions)
         )
+    if spec is not None and "telegram" in spec.uses and is_python_command(argv):
+        env.update(telegram_environment(env, render(f"{where}.uses", "{bot_api_url}")))
     cwd = str(target.root.resolve())
     return Launch(name or "migrate", argv, cwd=cwd, env=env, log=log, pid_file=pid_file)
 

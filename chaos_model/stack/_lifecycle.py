@@ -185,7 +185,9 @@ class StackLifecycle(Stoppable):
             if service.is_paused():
                 service.resume()
                 healed.append(f"resumed {name}")
-        healed += self._clear_llm_fault()
+        healed += self._clear_fault("LLM", self.endpoints.llm_url)
+        if self.endpoints.bot_api_url:
+            healed += self._clear_fault("Bot API", self.endpoints.bot_api_url)
         healed += self._clear_toxics()
         healed += self._heal_connections()
         healed += self._start_in_rounds()
@@ -200,9 +202,11 @@ class StackLifecycle(Stoppable):
             failpoints.clear()
         if self._points is not None:
             self._points.new_example()
-        self._llm_control("POST", "/control/reset")
+        for url in filter(None, (self.endpoints.llm_url, self.endpoints.bot_api_url)):
+            self._control(url, "POST", "/control/reset")
         if not self._llm_configured_at_launch and self.target.llm != LLMSpec():
-            self._llm_control("POST", "/control/config", llm_spec_to_json(self.target.llm))
+            config = llm_spec_to_json(self.target.llm)
+            self._control(self.endpoints.llm_url, "POST", "/control/config", config)
         assert self._stores is not None
         self._stores.reset()
         return time.monotonic() - began
@@ -254,27 +258,26 @@ class StackLifecycle(Stoppable):
         failpoints.disarm_all()
         return [f"disarmed failpoint {name}" for name in sorted(armed)]
 
-    def _clear_llm_fault(self) -> list[str]:
+    def _clear_fault(self, what: str, base: str) -> list[str]:
+        """Clear the fault of a fake with a control API (the LLM stub's, the Bot API's)."""
         try:
-            active = self._llm_control("GET", "/control/stats").get("fault") is not None
-            self._llm_control("DELETE", "/control/fault")
+            active = self._control(base, "GET", "/control/stats").get("fault") is not None
+            self._control(base, "DELETE", "/control/fault")
         except StackError:
             return []  # not answering: started again below, with no fault
-        return ["cleared LLM fault"] if active else []
+        return [f"cleared {what} fault"] if active else []
 
-    def _llm_control(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
+    def _control(
+        self, base: str, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         assert self._http is not None
-        url = f"{self.endpoints.llm_url}{path}"
+        url = f"{base}{path}"
         try:
             response = self._http.request(method, url, json=body)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            raise StackError(
-                f"the LLM stub's control API failed: {method} {url}: {error}"
-            ) from None
+            raise StackError(f"a control API failed: {method} {url}: {error}") from None
         return answer if isinstance(answer, dict) else {}
 
     def _clear_toxics(self) -> list[str]:
@@ -363,6 +366,11 @@ class OwnedStack(StackLifecycle):
     def webhook_secret(self) -> str:
         return self.target.webhook.secret
 
+    @property
+    def _bot_api(self) -> bool:
+        """The stack runs the Telegram Bot API fake (as service ``telegram``)."""
+        return "telegram" in self._ports
+
     def _placeholders(self, name: str) -> Placeholders:
         raise NotImplementedError
 
@@ -384,6 +392,7 @@ class OwnedStack(StackLifecycle):
             render=lambda name, template: self._placeholders(name).render(template),
             proxy_url=f"http://127.0.0.1:{ports['proxy']}",
             link_urls={link: f"http://127.0.0.1:{ports[link]}" for link in self.links},
+            bot_api_url=f"http://127.0.0.1:{ports['telegram']}" if self._bot_api else "",
         )
 
     def _loopback_placeholders(
@@ -402,6 +411,7 @@ class OwnedStack(StackLifecycle):
             bugs=",".join(self.bugs),
             stream=self.target.queue.stream,
             durable=self.target.queue.durable,
+            bot_api_url=f"http://127.0.0.1:{port_of('telegram')}" if self._bot_api else "",
             port=self._ports[name] if name is not None else "",
             ports={extra: self._ports[f"{name}.{extra}"] for extra in extra_ports},
             python=self.target.interpreter,

@@ -40,7 +40,7 @@ from chaos_model.stack._process import LocalService, ManagedProcess
 from chaos_model.stack._standby import Standby
 
 STACK_DIR_VAR = "CHAOS_MODEL_STACK_DIR"
-INFRASTRUCTURE_ORDER = ("proxy", "postgres", "nats", "llm")
+INFRASTRUCTURE_ORDER = ("proxy", "postgres", "nats", "llm", "telegram")
 REFUSING_HBA = (
     "# chaos-model: new connections refused for a while\n"
     "local all all trust\n"
@@ -82,7 +82,9 @@ class LocalStack(OwnedStack):
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(target, bugs, keep_dir)
-        self.order = (*INFRASTRUCTURE_ORDER, *self.target.services)
+        bot_api = bool(self.target.telegram_users)
+        infrastructure = [name for name in INFRASTRUCTURE_ORDER if bot_api or name != "telegram"]
+        self.order = (*infrastructure, *self.target.services)
         self._extra_env = dict(extra_env or {})
         self._services: dict[str, LocalService] = {}
         #: pg_hba.conf as initdb wrote it: what a heal always returns to
@@ -157,7 +159,7 @@ class LocalStack(OwnedStack):
         app_ports = [
             f"{n}.{extra}" for n, spec in self.target.services.items() for extra in spec.ports
         ]
-        names = ("postgres", "nats", "nats_monitor", "llm", "proxy", *self.target.services)
+        names = ("nats_monitor", *self.order)
         self._ports = ports = {name: free_port() for name in (*names, *app_ports, *self.links)}
         self._endpoints = self._loopback_endpoints()
         self._open_stores(self.endpoints.database_url, self.endpoints.nats_url)
@@ -171,6 +173,10 @@ class LocalStack(OwnedStack):
         llm += ["--config", str(llm_config)]
         llm_health = f"{self.endpoints.llm_url}/health"
         self._add(self._infrastructure("llm", self._process("llm", llm), llm_health))
+        if self._bot_api:
+            fake = [sys.executable, "-m", "chaos_model.bot_api", "--port", str(ports["telegram"])]
+            health = f"{self.endpoints.bot_api_url}/health"
+            self._add(self._infrastructure("telegram", self._process("telegram", fake), health))
         if initdb.wait() != 0:
             raise StackError(f"initdb failed; see {self.log_dir / 'initdb.log'}")
         self._pristine_hba = self._hba_path.read_text()

@@ -317,3 +317,41 @@ def test_a_database_section_names_a_postgresql_build_and_the_extensions_it_needs
     (build / "initdb").unlink()
     with pytest.raises(AdapterError, match=r"database.postgres: .*pg/bin has no initdb"):
         load_adapter(_write(tmp_path, text))
+
+
+TELEGRAM_USER = MINIMAL.replace('uses = ["postgres"]', 'uses = ["postgres", "telegram"]')
+
+
+def test_a_service_that_calls_the_bot_api_gets_a_link_to_telegram(tmp_path: Path) -> None:
+    target = load_adapter(_write(tmp_path, TELEGRAM_USER))
+    assert target.telegram_users == ("web",)
+    assert target.links()["web->telegram"] == "telegram"
+    assert not load_adapter(_write(tmp_path, MINIMAL, "plain.toml")).telegram_users
+
+
+def test_the_bot_api_url_renders_only_where_a_fake_runs(tmp_path: Path) -> None:
+    from chaos_model.adapter._render import Placeholders
+
+    empty = dict.fromkeys(("database_url", "nats_url", "llm_url", "webhook_secret"), "")
+    common = {**empty, "failpoints_file": "", "bugs": "", "stream": "", "durable": ""}
+    running = Placeholders(tmp_path, tmp_path, **common, bot_api_url="http://127.0.0.1:9")
+    assert running.render("{bot_api_url}/bot{{token}}") == "http://127.0.0.1:9/bot{token}"
+    with pytest.raises(AdapterError, match='declares uses = \\["telegram"\\]'):
+        Placeholders(tmp_path, tmp_path, **common).render("{bot_api_url}")
+
+
+def test_compose_and_attached_backends_refuse_a_service_that_uses_telegram(
+    tmp_path: Path,
+) -> None:
+    from chaos_model.adapter._attach_section import check_attach
+    from chaos_model.adapter._compose_section import ComposeSpec
+
+    attached = TELEGRAM_USER + (
+        '\n[attach]\ndatabase_url = "postgresql://127.0.0.1/x"\nllm_url = "http://127.0.0.1:1"\n'
+        'urls = { web = "http://127.0.0.1:2" }\n'
+    )
+    target = load_adapter(_write(tmp_path, attached))
+    with pytest.raises(AdapterError, match=r"services\.web\.uses: telegram: attached"):
+        check_attach(target)
+    with pytest.raises(AdapterError, match=r"services\.web\.uses: telegram: .*local stack only"):
+        ComposeSpec(file="compose.yml").check(target)
