@@ -154,6 +154,15 @@ async def advance(
             return
         answer = parse(await llm.complete_json(ask, message_id, text))
         await failpoint(f"worker.{stage.name}.after_llm_before_commit")
+        if items_first:
+            # BUG ZOO extract_items_before_marker: the items commit in a transaction of their
+            # own, before the marker and the stage move; a crash between the two and the
+            # redelivered task, finding no marker, stores every item again.
+            async with (
+                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
+                conn.transaction(),
+            ):
+                await effect(conn, answer)
         async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction():
             if (
                 idempotent
