@@ -470,6 +470,7 @@ def _webhook(top: _Table, services: Mapping[str, ServiceSpec]) -> WebhookSpec:
         secret=table.text("secret"),
         secret_header=table.text("secret_header", WebhookSpec.secret_header),
         deadline=table.number("deadline", 0.0) or None,
+        max_text=int(table.number("max_text", 0.0)),
     )
     table.done()
     return spec

@@ -76,6 +76,9 @@ class WebhookSpec:
     #: seconds within which every answer must arrive, whatever the fault (Telegram's tolerance);
     #: None: the Telegram simulator's read timeout
     deadline: float | None = None
+    #: the longest message text the webhook accepts (the Bot API's own limit is 4096); when set,
+    #: a longer one must be refused; 0: the target sets none, and no such update is sent
+    max_text: int = 0
 
 
 @dataclass(frozen=True)

@@ -355,3 +355,8 @@ def test_compose_and_attached_backends_refuse_a_service_that_uses_telegram(
         check_attach(target)
     with pytest.raises(AdapterError, match=r"services\.web\.uses: telegram: .*local stack only"):
         ComposeSpec(file="compose.yml").check(target)
+
+
+def test_only_a_target_that_refuses_long_texts_is_sent_one(tmp_path: Path) -> None:
+    assert REFERENCE.webhook.max_text == 4096
+    assert load_adapter(_write(tmp_path, MINIMAL)).webhook.max_text == 0
