@@ -325,14 +325,20 @@ def parse_adapter(data: Any, source: Path) -> TargetSpec:
     )
 
 
+def _path_in(table: _Table, key: str, source: Path) -> Path | None:
+    """The path ``table[key]`` names, relative to the adapter file's folder or absolute."""
+    given = table.text(key, "")
+    if not given:
+        return None
+    path = Path(given).expanduser()
+    return path if path.is_absolute() else source.parent / path
+
+
 def _interpreter(target: _Table, source: Path) -> str:
     """``[target] python``: an interpreter, relative to the adapter file's folder or absolute."""
-    given = target.text("python", "")
-    if not given:
+    path = _path_in(target, "python", source)
+    if path is None:
         return ""
-    path = Path(given).expanduser()
-    if not path.is_absolute():
-        path = source.parent / path
     if not path.is_file() or not os.access(path, os.X_OK):
         why = "is not an executable file" if path.exists() else "does not exist"
         target.fail("python", f"{path} {why} (relative paths start at {source.parent})")
@@ -341,12 +347,9 @@ def _interpreter(target: _Table, source: Path) -> str:
 
 def _postgres_build(database: _Table, source: Path) -> str:
     """``[database] postgres``: the folder of a PostgreSQL build's ``postgres`` and ``initdb``."""
-    given = database.text("postgres", "")
-    if not given:
+    folder = _path_in(database, "postgres", source)
+    if folder is None:
         return ""
-    folder = Path(given).expanduser()
-    if not folder.is_absolute():
-        folder = source.parent / folder
     missing = [name for name in ("postgres", "initdb") if not (folder / name).is_file()]
     if missing:
         database.fail(
