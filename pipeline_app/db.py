@@ -73,8 +73,9 @@ async def migrate(dsn: str) -> list[str]:
             await conn.execute(
                 "ALTER TABLE messages DROP CONSTRAINT IF EXISTS messages_update_id_key"
             )
-        # BUG ZOO non_idempotent_extract: no unique key on (message_id, item_no) either.
-        if bug("non_idempotent_extract"):
+        # BUG ZOO non_idempotent_extract, extract_items_before_marker: no unique key on
+        # (message_id, item_no) either, so items stored twice are stored twice.
+        if bug("non_idempotent_extract") or bug("extract_items_before_marker"):
             await conn.execute(
                 "ALTER TABLE knowledge DROP CONSTRAINT IF EXISTS knowledge_message_item_key"
             )
