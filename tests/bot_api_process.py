@@ -8,38 +8,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
+from control_client import ControlClient
 
 from chaos_model._wait import wait_until
 from chaos_model.stack._ports import free_port
 
 
-class BotApiFake:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.Client(base_url=url, timeout=5)
-
-    def fault(self, mode: str, **spec: Any) -> None:
-        self.http.post("/control/fault", json={"mode": mode, **spec}).raise_for_status()
-
-    def clear(self) -> None:
-        self.http.delete("/control/fault").raise_for_status()
-
-    def reset(self) -> None:
-        self.http.post("/control/reset").raise_for_status()
-
-    def records(self, method: str | None = None) -> list[dict[str, Any]]:
-        params = {"method": method} if method is not None else {}
-        found: list[dict[str, Any]] = self.http.get("/control/records", params=params).json()[
-            "records"
-        ]
-        return found
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.http.get("/control/stats").json()
-        return stats
+class BotApiFake(ControlClient):
+    records_by = "method"
 
 
 @contextlib.contextmanager

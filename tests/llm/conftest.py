@@ -12,13 +12,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
+from control_client import ControlClient
 
 from chaos_model._wait import wait_until
-from chaos_model.stack._local import free_port
+from chaos_model.stack._ports import free_port
 
 #: an adapter's [llm] section as the stub reads it: a tool rule and a fixed answer
 RULES = {
@@ -30,32 +29,11 @@ RULES = {
 }
 
 
-class Stub:
+class Stub(ControlClient):
     def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url = url
+        super().__init__(url)
         self.process = process
         self.log = log
-        self.http = httpx.Client(base_url=url, timeout=5)
-
-    def fault(self, mode: str, **spec: Any) -> None:
-        self.http.post("/control/fault", json={"mode": mode, **spec}).raise_for_status()
-
-    def clear(self) -> None:
-        self.http.delete("/control/fault").raise_for_status()
-
-    def reset(self) -> None:
-        self.http.post("/control/reset").raise_for_status()
-
-    def records(self, key: str | None = None) -> list[dict[str, Any]]:
-        params = {"key": key} if key is not None else {}
-        found: list[dict[str, Any]] = self.http.get("/control/records", params=params).json()[
-            "records"
-        ]
-        return found
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.http.get("/control/stats").json()
-        return stats
 
 
 @pytest.fixture(scope="session")
